@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from learning_pipeline.settings import Settings, SourceConfig
 from learning_pipeline.storage import write_parquet_atomic
-from learning_pipeline.telemetry.ledger import FileRecord, Ledger, QuarantinedLine, exclusive_ingest_lock
+from learning_pipeline.telemetry.ledger import FileRecord, Ledger, QuarantinedLine, exclusive_lock
 from learning_pipeline.telemetry.normalize import Malformed, decode_line, normalize_line
 from learning_pipeline.telemetry.schema import EVENT_SCHEMA
 
@@ -326,7 +326,7 @@ def land_pending(settings: Settings, max_bytes: int | None = None) -> LandingRep
     """Land new lines of every source, at most about `max_bytes` (None: everything pending)."""
     report = LandingReport()
     budget = max_bytes
-    with exclusive_ingest_lock(settings.state_dir), Ledger(settings.ledger_path) as ledger:
+    with exclusive_lock(settings.state_dir / "ingest.lock"), Ledger(settings.ledger_path) as ledger:
         for source in settings.telemetry.sources:
             for path in discover_files(settings, source):
                 remaining = None if budget is None else budget - report.bytes_read

@@ -293,10 +293,10 @@ class Ledger:
 
 
 @contextlib.contextmanager
-def exclusive_ingest_lock(state_dir: Path) -> Iterator[None]:
-    """One lander at a time (the sensor, the CLI, a test): offsets move under this lock only."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / "ingest.lock", "w") as fh:
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """An advisory lock across processes (the sensor, runs, the CLI); released even on a crash."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

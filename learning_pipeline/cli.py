@@ -1,0 +1,122 @@
+"""`learning-pipeline`: run the pipeline without the UI, and inspect what it learned.
+
+    learning-pipeline run              process everything pending, once, through every asset
+    learning-pipeline status [--json]  counts per stage
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+
+from learning_pipeline.settings import ConfigError, Settings, load_settings
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+def run_pending(settings: Settings) -> int:
+    """Land new telemetry, then materialise every pending partition; runs go to DAGSTER_HOME."""
+    import dagster as dg
+
+    from learning_pipeline.defs.telemetry import buildable, partition_key
+    from learning_pipeline.definitions import defs
+    from learning_pipeline.instance import ensure_dagster_home
+    from learning_pipeline.telemetry.landing import land_pending
+    from learning_pipeline.telemetry.ledger import Ledger
+
+    home = ensure_dagster_home(settings)
+    started = time.monotonic()
+    _print(f"telemetry: {settings.telemetry_dir}")
+    landed = land_pending(settings)
+    for note in landed.notes:
+        _print(f"  {note}")
+    _print(
+        f"landed {landed.lines} new lines ({landed.bytes_read:,} bytes): {landed.events} events, "
+        f"{landed.quarantined} quarantined, {landed.blank_lines} blank"
+    )
+    today = dt.datetime.now(dt.UTC).date()
+    with Ledger(settings.ledger_path) as ledger:
+        pending = [p for p in ledger.pending_partitions() if buildable(settings, p, today)]
+        waiting = len(ledger.pending_partitions()) - len(pending)
+    if waiting:
+        _print(f"{waiting} partition(s) dated outside the partition range wait in staging")
+    if not pending:
+        _print("nothing new to process: every partition is up to date")
+        return 0
+
+    job = defs.resolve_job_def("telemetry_partition_job")
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    failures = []
+    with dg.DagsterInstance.get() as instance:
+        for index, p in enumerate(pending, start=1):
+            t0 = time.monotonic()
+            result = job.execute_in_process(
+                run_config=quiet,
+                instance=instance,
+                partition_key=partition_key(p.source, p.event_date),
+                tags={"learning_pipeline/trigger": "cli"},
+                raise_on_error=False,
+            )
+            state = "ok" if result.success else "FAILED"
+            if not result.success:
+                failures.append((p, result.run_id))
+            _print(
+                f"[{index}/{len(pending)}] {p.event_date} {p.source}: {state} "
+                f"({time.monotonic() - t0:.1f}s, run {result.run_id[:8]})"
+            )
+    from learning_pipeline.status import collect_status
+
+    status = collect_status(settings)
+    _print(
+        f"done in {time.monotonic() - started:.1f}s: {len(pending) - len(failures)}/{len(pending)} "
+        f"partitions; {status['raw_events']} raw events, {status['quarantined_lines']} quarantined lines; "
+        f"runs recorded in {home}"
+    )
+    for p, run_id in failures:
+        _print(f"  failed: {p.event_date} {p.source} (run {run_id}); see `dagster dev` for its logs")
+    return 1 if failures else 0
+
+
+def show_status(settings: Settings, as_json: bool) -> int:
+    from learning_pipeline.status import collect_status
+
+    status = collect_status(settings)
+    if as_json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"raw events          {status['raw_events']:>10,}")
+    print(f"quarantined lines   {status['quarantined_lines']:>10,}")
+    print(f"pending partitions  {status['pending_partitions']:>10,}")
+    print("per source:")
+    for name, counts in status["sources"].items():
+        print(
+            f"  {name:<12} {counts['raw_events']:>8,} events  {counts['quarantined_lines']:>6,} quarantined"
+            f"  {counts['bytes_read']:>12,} bytes read"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="learning-pipeline", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="process everything pending, once, through every asset")
+    status = commands.add_parser("status", help="counts per stage")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+        if args.command == "run":
+            return run_pending(settings)
+        return show_status(settings, args.json)
+    except ConfigError as exc:
+        print(f"learning-pipeline: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

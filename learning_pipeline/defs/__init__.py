@@ -1,0 +1,1 @@
+"""The Dagster layer: declarations only. Each module calls the matching core package."""
