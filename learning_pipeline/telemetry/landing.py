@@ -180,7 +180,8 @@ def _blocks(
     overlong: list[tuple[int, int, bytes]] = []
     at_eof = False
     while limit is None or pos - start < limit:
-        data = fh.read(BLOCK_BYTES)
+        want = BLOCK_BYTES if limit is None else min(BLOCK_BYTES, max(limit - (pos - start), 4096))
+        data = fh.read(want)
         if not data:
             at_eof = True
             break
