@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -340,6 +339,3 @@ class InteractionHistory:
     def count(self) -> int:
         return self.client.count(collection_name=self.collection, exact=True).count
 
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

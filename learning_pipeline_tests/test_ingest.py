@@ -250,3 +250,23 @@ def test_an_idle_rotated_file_gives_up_its_unterminated_last_line(tmp_path, inbo
     land_pending(settings)
     build_pending(settings)
     assert set(all_events(settings)["event_id"]) == ids_of(event(1), event(2))
+
+
+def test_parallel_parsing_of_a_large_backlog_gives_exactly_the_inline_result(tmp_path, inbox, monkeypatch):
+    from learning_pipeline.telemetry import landing
+
+    lines = [event(i, day=9 + i % 4) for i in range(4000)]
+    append(inbox / "ralph-events.jsonl", jsonl(*lines[:2000]) + b"bad line\n" + jsonl(*lines[2000:]))
+    with gzip.open(inbox / "ralph-events-2026-01-01.jsonl.gz", "wb") as gz:
+        gz.write(jsonl(*[event(9000 + i, day=1) for i in range(500)]))
+    monkeypatch.setattr(landing, "BLOCK_BYTES", 64 * 1024)  # many blocks, so several are in flight
+
+    results = {}
+    for mode, threshold in (("inline", 10**12), ("parallel", 0)):
+        monkeypatch.setattr(landing, "PARALLEL_BACKLOG_BYTES", threshold)
+        mode_settings = load_settings(telemetry_dir=inbox, data_dir=tmp_path / mode)
+        report = land_pending(mode_settings)
+        build_pending(mode_settings)
+        results[mode] = (report.segments, report.quarantined, all_events(mode_settings))
+    assert results["inline"][:2] == results["parallel"][:2] and results["inline"][0] > 4
+    assert results["parallel"][2].equals(results["inline"][2]) and len(results["inline"][2]) == 4500

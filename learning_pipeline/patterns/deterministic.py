@@ -39,7 +39,7 @@ STOP_WORDS = frozenset(
     shall may might must please help hi hello hey thanks thank just also very really some any all each
     get gets got getting have has had having need needs want wants wanted trying try tried tries
     way ways thing things something anything someone using use used make makes made let lets like able
-    not no yes one ok okay again still now currently properly correctly actually even else without
+    not no yes one ok okay again still now such show tell explain currently properly correctly actually even else without
     i'm i've i'd it's don't doesn't didn't can't cannot won't isn't aren't what's how's there's
     """.split()
 )
@@ -118,7 +118,7 @@ _FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:^[ \t
 _NUMBERED_RE = re.compile(r"^(\s*)(?:step\s+)?\d{1,3}[.)]\s+(.*\S)", re.IGNORECASE)
 _BULLET_RE = re.compile(r"^(\s*)[-*\u2022+]\s+(.*\S)")
 _DOLLAR_RE = re.compile(r"^\s*\$\s+(\S.*?)\s*$")
-_WORD_RE = re.compile(r"[a-z][a-z0-9+#]*(?:[.'_-][a-z0-9+#]+)*")
+_WORD_RE = re.compile(r"[a-z][a-z0-9+#]*(?:[.'_-][a-z0-9+#]+)*|\b\d{3,}\b")
 _TOKEN_RE = re.compile(r"[a-z0-9.][a-z0-9+#_.-]*[a-z0-9+#]|[a-z0-9]")
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.?!])\s+(?=[A-Z0-9`\"'(])|\n+")
 _PATHLIKE_RE = re.compile(r"\S*[/\\]\S*|https?://\S+")
@@ -129,9 +129,10 @@ _HOW_RE = re.compile(
     r"how\s+(?:do|can|could|would|should|shall|might)\s+(?:i|we|you|one)\s+"
     r"|how\s+to\s+"
     r"|(?:what(?:'s|\s+is)|which\s+is)\s+(?:the\s+)?(?:best|right|correct|proper|recommended|easiest|simplest)\s+way\s+to\s+"
-    r"|(?:please\s+)?(?:can|could|would)\s+you\s+(?:please\s+)?(?:help\s+me\s+(?:to\s+)?|show\s+me\s+how\s+to\s+|tell\s+me\s+how\s+to\s+)?"
-    r"|please\s+(?:help\s+me\s+(?:to\s+)?)?"
-    r"|help\s+me\s+(?:to\s+)?"
+    r"|(?:please\s+)?(?:(?:can|could|would)\s+you\s+(?:please\s+)?)?"
+    r"(?:help\s+me\s+(?:to\s+)?|(?:show|tell)\s+me\s+how\s+to\s+|explain\s+how\s+to\s+)"
+    r"|(?:please\s+)?(?:can|could|would)\s+you\s+(?:please\s+)?"
+    r"|please\s+"
     r"|i\s+(?:want|need|would\s+like|'d\s+like|am\s+trying|'m\s+trying)\s+to\s+"
     r")",
     re.IGNORECASE,
@@ -219,6 +220,9 @@ def _key_words(text: str) -> list[str]:
 
 def _name(query: str, response: str, event: dict[str, Any]) -> str:
     first = _first_sentence(query) if query else ""
+    first = _GREETING_RE.sub("", first)
+    if (m := _HOW_RE.match(first)) and len(first) > m.end():
+        first = first[m.end():]
     words = _key_words(first)
     if len(words) < 2 and query:
         words = _key_words(query)

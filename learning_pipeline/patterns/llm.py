@@ -21,7 +21,8 @@ Per request (`POST {base_url}/chat/completions`, content read from `choices[0].m
 Backoff before retry n (1-based) is `backoff_seconds * 2**(n-1)`, capped at `backoff_cap_seconds`
 (no jitter: a local server, a handful of workers). At most `max_retries` retries per request, so
 `max_retries + 1` attempts (+1 for the one-time `response_format` downgrade). Every attempt counts in
-`LLMClient.calls` (thread-safe). The API key is a `SecretStr`: not in reprs, not in logs.
+`LLMClient.calls` (thread-safe). The API key is a `SecretStr`: not in reprs, not in logs; user:password
+in `base_url` is sent as basic auth and kept out of request URLs (so out of httpx's own log lines).
 
 Proxies: for a loopback `base_url` (127.0.0.1, localhost, ::1) proxy environment variables are
 ignored (a proxy can never reach the machine's own loopback); otherwise httpx honours them.
@@ -36,7 +37,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -156,17 +157,27 @@ class LLMClient:
         headers = {"Content-Type": "application/json"}
         if config.api_key is not None and config.api_key.get_secret_value():
             headers["Authorization"] = f"Bearer {config.api_key.get_secret_value()}"
-        host = urlsplit(config.base_url).hostname or ""
+        parts = urlsplit(config.base_url)
+        host = parts.hostname or ""
+        auth = None
+        if parts.username is not None:  # credentials in the URL: send them, but keep them out of URLs (and logs)
+            if "Authorization" not in headers:
+                auth = httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+            netloc = parts.netloc.rsplit("@", 1)[1]
+            base_url = parts._replace(netloc=netloc).geturl()
+        else:
+            base_url = config.base_url
         self._http = httpx.Client(
             transport=transport,
             headers=headers,
+            auth=auth,
             timeout=httpx.Timeout(config.timeout_seconds),
             limits=httpx.Limits(
                 max_connections=config.max_concurrency, max_keepalive_connections=config.max_concurrency
             ),
             trust_env=host not in _LOOPBACK_HOSTS,
         )
-        self._url = f"{config.base_url}/chat/completions"
+        self._url = f"{base_url}/chat/completions"
 
     def __repr__(self) -> str:
         return f"LLMClient(endpoint={self.config.endpoint_for_logs!r}, model={self.config.model!r})"

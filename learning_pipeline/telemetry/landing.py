@@ -12,8 +12,11 @@ segment, its quarantined lines and the new offset are committed in one ledger tr
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import gzip
+import multiprocessing
 import os
 import time
 import uuid
@@ -27,12 +30,16 @@ from learning_pipeline.settings import Settings, SourceConfig
 from learning_pipeline.storage import write_parquet_atomic
 from learning_pipeline.telemetry.ledger import FileRecord, Ledger, QuarantinedLine, exclusive_lock
 from learning_pipeline.telemetry.normalize import Malformed, decode_line, normalize_line
-from learning_pipeline.telemetry.schema import EVENT_SCHEMA
+from learning_pipeline.telemetry.schema import EVENT_COLUMNS, EVENT_SCHEMA
 
 FINGERPRINT_BYTES = 4096
 BLOCK_BYTES = 8 * 1_048_576  # one staged segment at most: bounds memory whatever the file size
 EXCERPT_CHARS = 160
+PARSE_WORKERS = min(4, os.cpu_count() or 1)
+PARALLEL_BACKLOG_BYTES = 2 * BLOCK_BYTES  # below this, starting worker processes costs more than it saves
+GZIP_RATIO_GUESS = 6  # JSONL compresses about this well; only used to guess an archive's backlog
 GZIP_MAGIC = b"\x1f\x8b"
+EVENT_DATE_COLUMN = EVENT_COLUMNS.index("event_date")
 
 
 @dataclasses.dataclass
@@ -220,12 +227,30 @@ def _excerpt(raw: bytes) -> str:
     return raw[: EXCERPT_CHARS * 4].decode("utf-8", "replace")[:EXCERPT_CHARS]
 
 
-def _parse_block(
-    source: str, rel: str, offset: int, block: bytes, max_line: int
-) -> tuple[list[tuple], list[QuarantinedLine], int, int]:
-    """Rows, quarantined lines, blank-line count and line count of one line-aligned block."""
-    rows: list[tuple] = []
-    bad: list[QuarantinedLine] = []
+@dataclasses.dataclass
+class ParsedBlock:
+    tables: dict[str, pa.Table]  # event date -> that date's canonical rows
+    quarantined: list[QuarantinedLine]
+    blank_lines: int
+    lines: int
+
+    @property
+    def events(self) -> int:
+        return sum(t.num_rows for t in self.tables.values())
+
+
+def parse_block(
+    source: str, rel: str, offset: int, block: bytes, overlong: list[tuple[int, int, bytes]], max_line: int
+) -> ParsedBlock:
+    """Canonical rows (split by event date), quarantined lines and counts of one line-aligned block.
+
+    Pure: it runs in a worker process when a backlog is large.
+    """
+    rows_by_date: dict[str, list[tuple]] = {}
+    bad = [
+        QuarantinedLine(o, rel, n, f"line too long: {n} bytes > max_line_bytes {max_line}", _excerpt(head), None)
+        for o, n, head in overlong
+    ]
     blank = 0
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
@@ -237,12 +262,14 @@ def _parse_block(
             if not raw.strip(b" \t\r") or raw in (b"\xef\xbb\xbf", b"\xef\xbb\xbf\r"):
                 blank += 1
             else:
-                rows.append(normalize_line(source, raw, rel, offset))
+                row = normalize_line(source, raw, rel, offset)
+                rows_by_date.setdefault(row[EVENT_DATE_COLUMN], []).append(row)
         except Malformed as exc:
             keep = raw if len(raw) <= max_line else None
             bad.append(QuarantinedLine(offset, rel, len(raw), str(exc), _excerpt(raw), keep))
         offset += len(raw) + 1
-    return rows, bad, blank, len(lines)
+    tables = {date: rows_to_table(rows) for date, rows in rows_by_date.items()}
+    return ParsedBlock(tables, bad, blank, len(lines) + len(overlong))
 
 
 def rows_to_table(rows: list[tuple]) -> pa.Table:
@@ -254,8 +281,43 @@ def rows_to_table(rows: list[tuple]) -> pa.Table:
     )
 
 
+class _Parser:
+    """Parses blocks inline, or in a pool of worker processes once a file's backlog is large.
+
+    Parsing is the CPU cost of landing; with workers, blocks are parsed in parallel while the
+    main process writes and commits them strictly in file order.
+    """
+
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+
+    def parse_in_order(self, jobs: Iterator[tuple], parallel: bool) -> Iterator[tuple[tuple, ParsedBlock]]:
+        if not parallel:
+            for job in jobs:
+                yield job, parse_block(*job[2:])
+            return
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=PARSE_WORKERS, mp_context=multiprocessing.get_context("forkserver")
+            )
+        in_flight: collections.deque = collections.deque()
+        for job in jobs:
+            in_flight.append((job, self._pool.submit(parse_block, *job[2:])))
+            if len(in_flight) > PARSE_WORKERS:
+                done_job, future = in_flight.popleft()
+                yield done_job, future.result()
+        while in_flight:
+            done_job, future = in_flight.popleft()
+            yield done_job, future.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+
 def _land_file(
-    settings: Settings, ledger: Ledger, source: SourceConfig, path: Path, budget: int, report: LandingReport
+    settings: Settings, ledger: Ledger, source: SourceConfig, path: Path, budget: int | None,
+    report: LandingReport, parser: _Parser,
 ) -> int:
     """Land what is new in one file, at most about `budget` bytes; returns the bytes consumed."""
     rel = str(path.relative_to(settings.telemetry_dir))
@@ -272,20 +334,19 @@ def _land_file(
         and time.time() - st.st_mtime >= settings.telemetry.rotated_tail_grace_seconds
     )
     max_line = settings.telemetry.max_line_bytes
+    backlog = st.st_size * GZIP_RATIO_GUESS if record.compressed else st.st_size - record.offset
+    parallel = min(backlog, budget if budget is not None else backlog) >= PARALLEL_BACKLOG_BYTES
     consumed = 0
     fh = _open(path, record.compressed, report)
     try:
         fh.seek(record.offset)
-        for offset, block, overlong in _blocks(fh, record.offset, budget, final, max_line):
-            start, end = record.offset, offset + len(block)
-            rows, bad, blank, lines = _parse_block(source.name, rel, offset, block, max_line)
-            bad = [
-                QuarantinedLine(o, rel, n, f"line too long: {n} bytes > max_line_bytes {max_line}",
-                                _excerpt(head), None)
-                for o, n, head in overlong
-            ] + bad
-            _commit_segment(settings, ledger, record, start, end, rows, bad, blank, lines + len(overlong), report)
-            consumed += end - start
+        jobs = (
+            (offset, offset + len(block), source.name, rel, offset, block, overlong, max_line)
+            for offset, block, overlong in _blocks(fh, record.offset, budget, final, max_line)
+        )
+        for job, parsed in parser.parse_in_order(jobs, parallel and PARSE_WORKERS > 1):
+            _commit_segment(settings, ledger, record, record.offset, job[1], parsed, report)
+            consumed += job[1] - job[0]
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         # An archive still being written (or damaged): keep what was committed, retry next tick.
         report.notes.append(f"{rel}: unreadable compressed data ({exc}); will retry")
@@ -301,40 +362,43 @@ def _land_file(
 
 
 def _commit_segment(
-    settings: Settings, ledger: Ledger, record: FileRecord, start: int, end: int, rows: list[tuple],
-    bad: list[QuarantinedLine], blank: int, lines: int, report: LandingReport,
+    settings: Settings, ledger: Ledger, record: FileRecord, start: int, end: int, parsed: ParsedBlock,
+    report: LandingReport,
 ) -> None:
     segment_id = f"{record.file_id}-{start:015d}"
-    staged_rel = None
-    rows_by_date: dict[str, int] = {}
-    if rows:
-        table = rows_to_table(rows)
-        staged_rel = f"staging/{record.source}/{segment_id}.parquet"
+    staged: dict[str, tuple[int, str]] = {}
+    for event_date, table in parsed.tables.items():
+        # One file per segment and date: a partition build reads exactly its own rows. A rerun
+        # after a crash lands the same offset again under the same names, overwriting.
+        staged_rel = f"staging/{record.source}/{event_date}/{segment_id}.parquet"
         write_parquet_atomic(table, settings.data_dir / staged_rel)
-        for row in rows:
-            rows_by_date[row[4]] = rows_by_date.get(row[4], 0) + 1  # column 4 is event_date
-    ledger.commit_segment(record, segment_id, start, end, lines, rows_by_date, bad, blank, staged_rel)
+        staged[event_date] = (table.num_rows, staged_rel)
+    ledger.commit_segment(record, segment_id, start, end, parsed.lines, staged, parsed.quarantined, parsed.blank_lines)
     report.segments += 1
     report.bytes_read += end - start
-    report.lines += lines
-    report.events += len(rows)
-    report.quarantined += len(bad)
-    report.blank_lines += blank
-    report.touched |= {(record.source, d) for d in rows_by_date}
+    report.lines += parsed.lines
+    report.events += parsed.events
+    report.quarantined += len(parsed.quarantined)
+    report.blank_lines += parsed.blank_lines
+    report.touched |= {(record.source, d) for d in staged}
 
 
 def land_pending(settings: Settings, max_bytes: int | None = None) -> LandingReport:
     """Land new lines of every source, at most about `max_bytes` (None: everything pending)."""
     report = LandingReport()
     budget = max_bytes
+    parser = _Parser()
     with exclusive_lock(settings.state_dir / "ingest.lock"), Ledger(settings.ledger_path) as ledger:
-        for source in settings.telemetry.sources:
-            for path in discover_files(settings, source):
-                remaining = None if budget is None else budget - report.bytes_read
-                if remaining is not None and remaining <= 0:
-                    report.more_pending = True
-                    return report
-                consumed = _land_file(settings, ledger, source, path, remaining, report)
-                if remaining is not None and consumed >= remaining:
-                    report.more_pending = True
+        try:
+            for source in settings.telemetry.sources:
+                for path in discover_files(settings, source):
+                    remaining = None if budget is None else budget - report.bytes_read
+                    if remaining is not None and remaining <= 0:
+                        report.more_pending = True
+                        return report
+                    consumed = _land_file(settings, ledger, source, path, remaining, report, parser)
+                    if remaining is not None and consumed >= remaining:
+                        report.more_pending = True
+        finally:
+            parser.close()
     return report

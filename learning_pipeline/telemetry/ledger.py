@@ -45,14 +45,14 @@ CREATE TABLE IF NOT EXISTS segments (
     events       INTEGER NOT NULL,
     quarantined  INTEGER NOT NULL,
     blank_lines  INTEGER NOT NULL,
-    staged_path  TEXT,             -- NULL when the segment held no event
     landed_at    REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS segment_dates (
-    seq        INTEGER NOT NULL,
-    event_date TEXT NOT NULL,
-    source     TEXT NOT NULL,
-    rows       INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    event_date  TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    rows        INTEGER NOT NULL,
+    staged_path TEXT NOT NULL,     -- this segment's rows of that date, relative to the data dir
     PRIMARY KEY (source, event_date, seq)
 );
 CREATE TABLE IF NOT EXISTS partitions (
@@ -184,25 +184,26 @@ class Ledger:
         start: int,
         end: int,
         lines: int,
-        rows_by_date: dict[str, int],
+        staged: dict[str, tuple[int, str]],
         quarantined: Sequence[QuarantinedLine],
         blank_lines: int,
-        staged_path: str | None,
     ) -> int:
+        """`staged` maps each event date to (rows, staged Parquet path) of this segment."""
         """Record a landed segment and move the file's offset, atomically. Returns its seq."""
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO segments (segment_id, file_id, source, path, start_offset, end_offset, lines, "
-                "events, quarantined, blank_lines, staged_path, landed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "events, quarantined, blank_lines, landed_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     segment_id, record.file_id, record.source, record.path, start, end, lines,
-                    sum(rows_by_date.values()), len(quarantined), blank_lines, staged_path, time.time(),
+                    sum(rows for rows, _ in staged.values()), len(quarantined), blank_lines, time.time(),
                 ),
             )
             seq = cur.lastrowid
-            for event_date, rows in rows_by_date.items():
+            for event_date, (rows, staged_path) in staged.items():
                 db.execute(
-                    "INSERT INTO segment_dates VALUES (?,?,?,?)", (seq, event_date, record.source, rows)
+                    "INSERT INTO segment_dates VALUES (?,?,?,?,?)",
+                    (seq, event_date, record.source, rows, staged_path),
                 )
                 db.execute(
                     "INSERT INTO partitions (source, event_date, staged_seq) VALUES (?,?,?) "
@@ -224,8 +225,8 @@ class Ledger:
     def segments_for(self, source: str, event_date: str, after_seq: int = 0) -> list[tuple[int, str]]:
         """(seq, staged_path) of the segments holding rows of one partition, oldest first."""
         return self._db.execute(
-            "SELECT s.seq, s.staged_path FROM segment_dates d JOIN segments s ON s.seq = d.seq "
-            "WHERE d.source = ? AND d.event_date = ? AND d.seq > ? ORDER BY s.seq",
+            "SELECT seq, staged_path FROM segment_dates "
+            "WHERE source = ? AND event_date = ? AND seq > ? ORDER BY seq",
             (source, event_date, after_seq),
         ).fetchall()
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import functools
 import math
+import operator
 from typing import Any
 
 import orjson
@@ -195,6 +197,15 @@ def _as_names(key: str, value: Any) -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=4096)
+def _date_of_day(day: int) -> str:
+    return dt.date.fromordinal(719163 + day).isoformat()  # 719163: ordinal of 1970-01-01
+
+
+def _date_of(epoch_seconds: int) -> str:
+    return _date_of_day(epoch_seconds // 86400)
+
+
 def _is_redacted(text: str) -> bool:
     return text.startswith("sha256:") and len(text) <= 80 and " " not in text
 
@@ -236,38 +247,46 @@ def outcome_of(
     return derived, False
 
 
-def _route(obj: dict[str, Any]) -> tuple[dict[str, tuple[str, Any]], dict[str, Any]]:
-    """Split obj into {field: (key, value)} for the preferred non-null alias of each field, and the rest.
-
-    A second alias of the same field that also has a value is not lost: it goes to `extra`.
+def _route(obj: dict[str, Any]) -> tuple[dict[str, tuple[int, str, Any]], dict[str, Any]]:
+    """Split obj into {field: (rank, key, value)} for the preferred non-null alias of each field,
+    and the rest. A second alias of the same field that also has a value goes to `extra._shadowed`.
     """
     chosen: dict[str, tuple[int, str, Any]] = {}
     rest: dict[str, Any] = {}
-
-    def offer(key: str, value: Any, leftover: dict[str, Any], leftover_key: str) -> None:
-        route = _ROUTES.get(key)
-        if route is None or value is None:
-            leftover[leftover_key] = value
-            return
-        field, rank = route
-        current = chosen.get(field)
-        if current is None or rank < current[0]:
-            if current is not None:
-                rest.setdefault("_shadowed", {})[current[1]] = current[2]
-            chosen[field] = (rank, key, value)
-        else:
-            rest.setdefault("_shadowed", {})[key] = value
-
-    for key, value in obj.items():
+    shadowed: dict[str, Any] = {}
+    pending = list(obj.items())
+    for key, value in pending:
         if key in _NESTED_PARENTS and isinstance(value, dict):
-            inner_rest: dict[str, Any] = {}
+            inner_rest = {}
             for inner_key, inner_value in value.items():
-                offer(f"{key}.{inner_key}", inner_value, inner_rest, inner_key)
+                route = _ROUTES.get(f"{key}.{inner_key}")
+                if route is None or inner_value is None:
+                    inner_rest[inner_key] = inner_value
+                else:
+                    _choose(chosen, shadowed, route, f"{key}.{inner_key}", inner_value)
             if inner_rest:
                 rest[key] = inner_rest
+            continue
+        route = _ROUTES.get(key)
+        if route is None or value is None:
+            rest[key] = value
         else:
-            offer(key, value, rest, key)
-    return {field: (key, value) for field, (_, key, value) in chosen.items()}, rest
+            _choose(chosen, shadowed, route, key, value)
+    if shadowed:
+        rest["_shadowed"] = shadowed
+    return chosen, rest
+
+
+def _choose(chosen: dict, shadowed: dict, route: tuple[str, int], key: str, value: Any) -> None:
+    field, rank = route
+    current = chosen.get(field)
+    if current is None:
+        chosen[field] = (rank, key, value)
+    elif rank < current[0]:
+        shadowed[current[1]] = current[2]
+        chosen[field] = (rank, key, value)
+    else:
+        shadowed[key] = value
 
 
 def _feedback(key: str, value: Any) -> int:
@@ -294,7 +313,9 @@ _CONVERTERS = {
     "text": _as_text, "int": _as_int, "bool": _as_bool, "names": _as_names,
     "feedback": _feedback, "number": _number, "count": _count,
 }
-_DEFAULTS = {"tools_used": [], "files_modified": [], "partial_success": None}
+_FIELD_CONVERTERS = {field: _CONVERTERS[kind] for field, (kind, _) in FIELDS.items() if kind in _CONVERTERS}
+_ROW_TEMPLATE = dict.fromkeys(EVENT_COLUMNS)
+_AS_TUPLE = operator.itemgetter(*EVENT_COLUMNS)
 
 
 def normalize(source: str, obj: dict[str, Any], source_file: str, source_offset: int) -> tuple:
@@ -304,17 +325,18 @@ def normalize(source: str, obj: dict[str, Any], source_file: str, source_offset:
 
     if "timestamp" not in found:
         raise Malformed("missing timestamp")
-    ts_us = parse_timestamp_us(found.pop("timestamp")[1])
+    ts_us = parse_timestamp_us(found.pop("timestamp")[2])
 
-    row: dict[str, Any] = dict(_DEFAULTS)
-    for field, (key, value) in found.items():
-        row[field] = _CONVERTERS[FIELDS[field][0]](key, value)
+    row: dict[str, Any] = _ROW_TEMPLATE.copy()
+    row["tools_used"] = row["files_modified"] = []
+    for field, (_, key, value) in found.items():
+        row[field] = _FIELD_CONVERTERS[field](key, value)
 
-    row["event_type"] = (row.get("event_type") or "").strip() or "unknown"
-    if row.get("status") is not None:
+    row["event_type"] = (row["event_type"] or "").strip() or "unknown"
+    if row["status"] is not None:
         row["status"] = row["status"].strip().lower().replace(" ", "_")
     for field in TEXT_FIELDS_THAT_MAY_BE_REDACTED:
-        text = row.get(field)
+        text = row[field]
         redacted = text is not None and _is_redacted(text)
         if redacted:
             rest[f"{field}_sha256"] = text
@@ -322,18 +344,18 @@ def normalize(source: str, obj: dict[str, Any], source_file: str, source_offset:
         row[f"{field}_redacted"] = redacted
 
     row["success"], row["partial_success"] = outcome_of(
-        row.get("success"), row["partial_success"], row.get("status"), row.get("exit_code"),
-        row["event_type"].lower(), row.get("iterations"), row.get("max_iterations"),
+        row["success"], row["partial_success"], row["status"], row["exit_code"],
+        row["event_type"].lower(), row["iterations"], row["max_iterations"],
         bool(rest.get("error")),
     )
     row["event_id"] = event_id
     row["source"] = source
     row["timestamp"] = ts_us
-    row["event_date"] = dt.datetime.fromtimestamp(ts_us // 1_000_000, dt.UTC).date().isoformat()
+    row["event_date"] = _date_of(ts_us // 1_000_000)
     row["extra"] = canonical_json(rest).decode()
     row["source_file"] = source_file
     row["source_offset"] = source_offset
-    return tuple(row.get(c) for c in EVENT_COLUMNS)
+    return _AS_TUPLE(row)
 
 
 def normalize_line(source: str, raw: bytes, source_file: str, source_offset: int) -> tuple:

@@ -80,9 +80,7 @@ def _build(settings: Settings, ledger: Ledger, source: str, event_date: str) -> 
     segments = ledger.segments_for(source, event_date, after_seq)
     pieces = [previous] if previous is not None else []
     for _, staged in segments:
-        pieces.append(
-            pq.read_table(settings.data_dir / staged, schema=EVENT_SCHEMA, filters=[("event_date", "=", event_date)])
-        )
+        pieces.append(pq.read_table(settings.data_dir / staged, schema=EVENT_SCHEMA))
     combined = pa.concat_tables(pieces) if pieces else EVENT_SCHEMA.empty_table()
     result, duplicates = dedupe_and_sort(combined)
     built_seq = max([after_seq] + [seq for seq, _ in segments])
