@@ -23,8 +23,8 @@ def run_pending(settings: Settings) -> int:
     """Land new telemetry, then materialise every pending partition; runs go to DAGSTER_HOME."""
     import dagster as dg
 
-    from learning_pipeline.defs.telemetry import buildable, partition_key
     from learning_pipeline.definitions import defs
+    from learning_pipeline.defs.telemetry import buildable, partition_key
     from learning_pipeline.instance import ensure_dagster_home
     from learning_pipeline.telemetry.landing import land_pending
     from learning_pipeline.telemetry.ledger import Ledger

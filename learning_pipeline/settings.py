@@ -26,6 +26,9 @@ DEFAULT_SOURCES = ("ralph", "aidb", "hybrid", "vscode")
 ENV_TELEMETRY_DIR = "LEARNING_PIPELINE_TELEMETRY_DIR"
 ENV_DATA_DIR = "LEARNING_PIPELINE_DATA_DIR"
 ENV_CONFIG_FILE = "LEARNING_PIPELINE_CONFIG"
+ENV_EMBEDDING_MODEL = "LEARNING_PIPELINE_EMBEDDING_MODEL"
+ENV_QDRANT_URL = "LEARNING_PIPELINE_QDRANT_URL"
+ENV_QDRANT_API_KEY = "LEARNING_PIPELINE_QDRANT_API_KEY"
 
 
 class ConfigError(ValueError):
@@ -43,7 +46,7 @@ class SourceConfig(_Strict):
     patterns: tuple[str, ...]
 
     @classmethod
-    def default_for(cls, name: str) -> "SourceConfig":
+    def default_for(cls, name: str) -> SourceConfig:
         # The live file, its numbered/dated rotations, and gzip archives of either.
         return cls(
             name=name,
@@ -94,6 +97,11 @@ class Settings(_Strict):
     data_dir: Path
     config_file: Path | None
     telemetry: TelemetryConfig = TelemetryConfig()
+    # Directory of a sentence-transformers model; None = the bundled all-MiniLM-L6-v2.
+    embedding_model: str | None = None
+    # A Qdrant server; None = Qdrant local mode under <data_dir>/qdrant.
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = Field(default=None, repr=False)
 
     # Layout of everything the pipeline writes under data_dir.
     @property
@@ -111,6 +119,14 @@ class Settings(_Strict):
     @property
     def ledger_path(self) -> Path:
         return self.state_dir / "ingest.sqlite"
+
+    @property
+    def embedding_cache_path(self) -> Path:
+        return self.data_dir / "embeddings" / "cache.sqlite"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
 
 
 def _parse_sources(raw: object, where: str) -> list[dict]:
@@ -174,11 +190,20 @@ def load_settings(
         telemetry_cfg = TelemetryConfig.model_validate(telemetry_raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, "telemetry", cfg_path)) from exc
+    config_file = cfg_path if cfg_path.is_file() else None
+    # Each stage validates its own section; loading it here makes a bad value stop every command
+    # (and the Dagster code location) at once, before anything runs.
+    from learning_pipeline.scoring.config import load_scoring_config
+
+    load_scoring_config(config_file)
     return Settings(
         telemetry_dir=telemetry,
         data_dir=data,
-        config_file=cfg_path if cfg_path.is_file() else None,
+        config_file=config_file,
         telemetry=telemetry_cfg,
+        embedding_model=os.environ.get(ENV_EMBEDDING_MODEL) or None,
+        qdrant_url=os.environ.get(ENV_QDRANT_URL) or None,
+        qdrant_api_key=os.environ.get(ENV_QDRANT_API_KEY) or None,
     )
 
 

@@ -51,7 +51,7 @@ class QdrantConfig(BaseModel):
     prefer_grpc: bool = False
 
     @model_validator(mode="after")
-    def _one_location(self) -> "QdrantConfig":
+    def _one_location(self) -> QdrantConfig:
         if self.url and self.path:
             raise ValueError("qdrant: set either `url` (server mode) or `path` (local mode), not both")
         return self

@@ -1,9 +1,14 @@
-"""Resources shared by every stage."""
+"""Resources shared by every stage: settings, embeddings, Qdrant."""
 
+import contextlib
+from collections.abc import Iterator
 
 import dagster as dg
+from qdrant_client import QdrantClient
 
+from learning_pipeline.scoring.embeddings import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
 from learning_pipeline.settings import Settings, load_settings
+from learning_pipeline.vector_store import QdrantConfig, open_qdrant
 
 
 class PipelineResource(dg.ConfigurableResource):
@@ -18,4 +23,45 @@ class PipelineResource(dg.ConfigurableResource):
         return load_settings(self.telemetry_dir, self.data_dir, self.config_file)
 
 
-defs = dg.Definitions(resources={"pipeline": PipelineResource()})
+class EmbeddingResource(dg.ConfigurableResource):
+    """sentence-transformers (the bundled all-MiniLM-L6-v2 unless a model directory is given),
+    behind the persistent cache under the data dir: no text is embedded twice, across runs and
+    processes. The model loads only when a text is not in the cache."""
+
+    model_path: str | None = None
+    batch_size: int = 64
+
+    def model(self, settings: Settings):
+        return SentenceTransformerEmbedder(self.model_path or settings.embedding_model, batch_size=self.batch_size)
+
+    def embedder(self, settings: Settings) -> CachedEmbedder:
+        inner = self.model(settings)
+        return CachedEmbedder(inner, EmbeddingCache(settings.embedding_cache_path, inner.model_id))
+
+
+class QdrantResource(dg.ConfigurableResource):
+    """A Qdrant server when `url` (or LEARNING_PIPELINE_QDRANT_URL) is set, else local mode under
+    the data dir. Local mode admits one process per folder: every asset that opens it is in the
+    `qdrant` concurrency pool (limit 1, dagster.yaml), so runs take turns."""
+
+    url: str | None = None
+    api_key: str | None = None
+
+    @contextlib.contextmanager
+    def client(self, settings: Settings) -> Iterator[QdrantClient]:
+        url = self.url or settings.qdrant_url
+        config = QdrantConfig(
+            url=url,
+            path=None if url else str(settings.qdrant_path),
+            api_key=self.api_key or settings.qdrant_api_key,
+        )
+        client = open_qdrant(config)
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+defs = dg.Definitions(
+    resources={"pipeline": PipelineResource(), "embeddings": EmbeddingResource(), "qdrant": QdrantResource()}
+)

@@ -117,7 +117,12 @@ class ExtractionCache:
         for entry in entries:
             if isinstance(entry, CacheEntry):
                 event_id, prompt_version, model, pattern, path, error = (
-                    entry.event_id, entry.prompt_version, entry.model, entry.pattern, entry.path, entry.error
+                    entry.event_id,
+                    entry.prompt_version,
+                    entry.model,
+                    entry.pattern,
+                    entry.path,
+                    entry.error,
                 )
             else:
                 event_id, prompt_version, model, pattern, path, error = entry

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from learning_pipeline.patterns.schema import MAX_TAGS, Pattern, slugify
@@ -32,22 +33,175 @@ MAX_TECH_TAGS = 4
 MAX_EXAMPLE_CHARS = 2000
 
 STOP_WORDS = frozenset(
-    """
-    a an the and or but if then else so of to in on at by for with from into onto about over under via
-    i me my mine we us our you your it its this that these those there here is are was were be been being
-    am do does did doing done how what why when where which who whom whose can could would should will
-    shall may might must please help hi hello hey thanks thank just also very really some any all each
-    get gets got getting have has had having need needs want wants wanted trying try tried tries
-    way ways thing things something anything someone using use used make makes made let lets like able
-    not no yes one ok okay again still now such show tell explain currently properly correctly actually even else without
-    i'm i've i'd it's don't doesn't didn't can't cannot won't isn't aren't what's how's there's
-    """.split()
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "else",
+        "so",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "into",
+        "onto",
+        "about",
+        "over",
+        "under",
+        "via",
+        "i",
+        "me",
+        "my",
+        "mine",
+        "we",
+        "us",
+        "our",
+        "you",
+        "your",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "here",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "doing",
+        "done",
+        "how",
+        "what",
+        "why",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "whose",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "please",
+        "help",
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "thank",
+        "just",
+        "also",
+        "very",
+        "really",
+        "some",
+        "any",
+        "all",
+        "each",
+        "get",
+        "gets",
+        "got",
+        "getting",
+        "have",
+        "has",
+        "had",
+        "having",
+        "need",
+        "needs",
+        "want",
+        "wants",
+        "wanted",
+        "trying",
+        "try",
+        "tried",
+        "tries",
+        "way",
+        "ways",
+        "thing",
+        "things",
+        "something",
+        "anything",
+        "someone",
+        "using",
+        "use",
+        "used",
+        "make",
+        "makes",
+        "made",
+        "let",
+        "lets",
+        "like",
+        "able",
+        "not",
+        "no",
+        "yes",
+        "one",
+        "ok",
+        "okay",
+        "again",
+        "still",
+        "now",
+        "such",
+        "show",
+        "tell",
+        "explain",
+        "out",
+        "currently",
+        "properly",
+        "correctly",
+        "actually",
+        "even",
+        "else",
+        "without",
+        "i'm",
+        "i've",
+        "i'd",
+        "it's",
+        "don't",
+        "doesn't",
+        "didn't",
+        "can't",
+        "cannot",
+        "won't",
+        "isn't",
+        "aren't",
+        "what's",
+        "how's",
+        "there's",
+    ]
 )
 
 # tag -> (display name, words that name it)
 _TECH_SPEC: dict[str, tuple[str, str]] = {
     "nixos": ("NixOS", "nixos nixos-rebuild configuration.nix hardware-configuration.nix"),
-    "nix": ("Nix", "nix nixpkgs flake flakes flake.nix nix-shell nix-env nix-build home-manager shell.nix default.nix"),
+    "nix": (
+        "Nix",
+        "nix nixpkgs flake flakes flake.nix nix-shell nix-env nix-build home-manager shell.nix default.nix",
+    ),
     "docker": ("Docker", "docker dockerfile docker-compose docker-compose.yml compose.yaml"),
     "podman": ("Podman", "podman"),
     "kubernetes": ("Kubernetes", "kubernetes k8s kubectl k3s"),
@@ -99,22 +253,72 @@ TECH: dict[str, str] = {alias: tag for tag, (_, words) in _TECH_SPEC.items() for
 TECH_DISPLAY: dict[str, str] = {tag: display for tag, (display, _) in _TECH_SPEC.items()}
 
 EXTENSION_LANGUAGES = {
-    ".py": "python", ".pyi": "python", ".nix": "nix", ".rs": "rust", ".go": "go", ".js": "javascript",
-    ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript", ".ts": "typescript",
-    ".tsx": "typescript", ".sh": "bash", ".bash": "bash", ".zsh": "bash", ".sql": "sql", ".java": "java",
-    ".service": "systemd", ".tf": "terraform", ".rb": "ruby", ".lua": "lua", ".c": "c", ".h": "c",
-    ".cpp": "c++", ".hpp": "c++", ".cc": "c++",
+    ".py": "python",
+    ".pyi": "python",
+    ".nix": "nix",
+    ".rs": "rust",
+    ".go": "go",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".jsx": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".sh": "bash",
+    ".bash": "bash",
+    ".zsh": "bash",
+    ".sql": "sql",
+    ".java": "java",
+    ".service": "systemd",
+    ".tf": "terraform",
+    ".rb": "ruby",
+    ".lua": "lua",
+    ".c": "c",
+    ".h": "c",
+    ".cpp": "c++",
+    ".hpp": "c++",
+    ".cc": "c++",
 }
-FILE_NAMES = {"dockerfile": "docker", "configuration.nix": "nixos", "flake.nix": "nix", "cargo.toml": "rust",
-              "package.json": "javascript", "pyproject.toml": "python", "go.mod": "go"}
+FILE_NAMES = {
+    "dockerfile": "docker",
+    "configuration.nix": "nixos",
+    "flake.nix": "nix",
+    "cargo.toml": "rust",
+    "package.json": "javascript",
+    "pyproject.toml": "python",
+    "go.mod": "go",
+}
 _GENERIC_EVENT_WORDS = frozenset(
-    "event events unknown query queries completion completed complete task tasks response request "
-    "success succeeded done interaction message chat result results log".split()
+    [
+        "event",
+        "events",
+        "unknown",
+        "query",
+        "queries",
+        "completion",
+        "completed",
+        "complete",
+        "task",
+        "tasks",
+        "response",
+        "request",
+        "success",
+        "succeeded",
+        "done",
+        "interaction",
+        "message",
+        "chat",
+        "result",
+        "results",
+        "log",
+    ]
 )
 _SHELL_LANGS = frozenset({"bash", "sh", "shell", "zsh", "console", "shell-session", "terminal", "fish"})
 _PROMPT_LANGS = frozenset({"console", "shell-session", "terminal"})
 
-_FENCE_RE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
+_FENCE_RE = re.compile(
+    r"^[ \t]*```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.DOTALL | re.MULTILINE
+)
 _NUMBERED_RE = re.compile(r"^(\s*)(?:step\s+)?\d{1,3}[.)]\s+(.*\S)", re.IGNORECASE)
 _BULLET_RE = re.compile(r"^(\s*)[-*\u2022+]\s+(.*\S)")
 _DOLLAR_RE = re.compile(r"^\s*\$\s+(\S.*?)\s*$")
@@ -123,6 +327,8 @@ _TOKEN_RE = re.compile(r"[a-z0-9.][a-z0-9+#_.-]*[a-z0-9+#]|[a-z0-9]")
 _SENTENCE_SPLIT_RE = re.compile(r"(?<=[.?!])\s+(?=[A-Z0-9`\"'(])|\n+")
 _PATHLIKE_RE = re.compile(r"\S*[/\\]\S*|https?://\S+")
 _MD_EMPHASIS_RE = re.compile(r"(\*\*|__)(.+?)\1")
+_HAS_LETTER = re.compile(r"[A-Za-z]")
+_MY_RE = re.compile(r"\bmy\b", re.IGNORECASE)
 _GREETING_RE = re.compile(r"^(?:hi|hello|hey)\b[\s,!.]*", re.IGNORECASE)
 _HOW_RE = re.compile(
     r"^(?:"
@@ -138,7 +344,8 @@ _HOW_RE = re.compile(
     re.IGNORECASE,
 )
 _QUESTION_START_RE = re.compile(
-    r"^(?:why|what|when|where|which|who|is|are|does|do|did|can|could|should|would|will|has|have)\b", re.IGNORECASE
+    r"^(?:why|what|when|where|which|who|is|are|does|do|did|can|could|should|would|will|has|have)\b",
+    re.IGNORECASE,
 )
 
 
@@ -153,6 +360,16 @@ def _missing(value: Any) -> bool:
 def event_text(event: dict[str, Any], key: str) -> str:
     value = event.get(key)
     return "" if _missing(value) else str(value).strip()
+
+
+def event_flag(event: dict[str, Any], key: str) -> bool:
+    """A bool column as a Python bool: numpy/pandas booleans count (`np.True_ is True` is False); missing is False."""
+    value = event.get(key)
+    if _missing(value):
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
 
 
 def event_list(event: dict[str, Any], key: str) -> list[str]:
@@ -176,26 +393,36 @@ def _strip_code(text: str) -> str:
     return _FENCE_RE.sub("\n", text)
 
 
-def _sentences(text: str) -> list[str]:
-    out = []
-    for raw in _SENTENCE_SPLIT_RE.split(text):
-        s = raw.strip().lstrip("#>").strip()
+def _iter_sentences(text: str) -> Iterator[str]:
+    start = 0
+    for m in _SENTENCE_SPLIT_RE.finditer(text):
+        yield from _clean_sentence(text[start : m.start()])
+        start = m.end()
+    yield from _clean_sentence(text[start:])
+
+
+def _clean_sentence(raw: str) -> Iterator[str]:
+    s = raw.strip().lstrip("#>").strip()
+    if s[:1] in ("-", "*", "+", "\u2022"):
         s = _BULLET_RE.sub(r"\2", s)
+    if "**" in s or "__" in s:
         s = _MD_EMPHASIS_RE.sub(r"\2", s)
-        if s:
-            out.append(s)
-    return out
+    if s:
+        yield s
+
+
+def _sentences(text: str) -> list[str]:
+    return list(_iter_sentences(text))
 
 
 def _first_sentence(text: str) -> str:
-    for s in _sentences(_strip_code(text)):
-        if re.search(r"[A-Za-z]", s):
-            return s
-    return ""
+    if "```" in text:
+        text = _strip_code(text)
+    return next((s for s in _iter_sentences(text) if _HAS_LETTER.search(s)), "")
 
 
 def _tokens(text: str) -> list[str]:
-    return [t.strip(".") for t in _TOKEN_RE.findall(text.lower()) if t.strip(".")]
+    return _TOKEN_RE.findall(text.lower())
 
 
 def _tech_in(text: str) -> list[str]:
@@ -204,6 +431,11 @@ def _tech_in(text: str) -> list[str]:
         tag = TECH.get(token)
         if tag:
             found.setdefault(tag)
+        elif "." in token or "-" in token:  # services.gnome.gnome-keyring.enable, gnome-keyring-daemon
+            for part in token.split("."):
+                tag = TECH.get(part) or next((TECH[p] for p in part.split("-") if p in TECH), None)
+                if tag:
+                    found.setdefault(tag)
     return list(found)
 
 
@@ -222,7 +454,7 @@ def _name(query: str, response: str, event: dict[str, Any]) -> str:
     first = _first_sentence(query) if query else ""
     first = _GREETING_RE.sub("", first)
     if (m := _HOW_RE.match(first)) and len(first) > m.end():
-        first = first[m.end():]
+        first = first[m.end() :]
     words = _key_words(first)
     if len(words) < 2 and query:
         words = _key_words(query)
@@ -245,11 +477,11 @@ def _description(query: str, response: str) -> str:
     if len(first.split()) >= 3:
         m = _HOW_RE.match(first)
         if m and len(first) > m.end():
-            rest = first[m.end():].strip().rstrip("?.!").strip()
-            rest = re.sub(r"\bmy\b", "the", rest, flags=re.IGNORECASE)
+            rest = first[m.end() :].strip().rstrip("?.!").strip()
+            rest = _MY_RE.sub("the", rest)
             desc = f"How to {rest}"
         elif first.endswith("?") or _QUESTION_START_RE.match(first):
-            rest = re.sub(r"\bmy\b", "the", first.rstrip("?").strip(), flags=re.IGNORECASE)
+            rest = _MY_RE.sub("the", first.rstrip("?").strip())
             desc = f"Solve: {rest[0].lower()}{rest[1:]}"
         else:
             desc = first[0].upper() + first[1:]
@@ -297,7 +529,9 @@ def _list_steps(response: str) -> list[str]:
     if not items:
         return []
     top = min(indent for indent, _ in items)
-    steps = [text.rstrip(":").strip() if text.endswith(":") else text for indent, text in items if indent == top]
+    steps = [
+        text.rstrip(":").strip() if text.endswith(":") else text for indent, text in items if indent == top
+    ]
     return [s for s in steps if s][:MAX_LIST_STEPS]
 
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from learning_pipeline.patterns.cache import CacheEntry, ExtractionCache
-from learning_pipeline.patterns.deterministic import deterministic_pattern, event_list, event_text
+from learning_pipeline.patterns.deterministic import deterministic_pattern, event_flag, event_list, event_text
 from learning_pipeline.patterns.llm import LLMClient, LLMError, LLMResult
 from learning_pipeline.patterns.schema import Pattern, PatternParseError, parse_pattern_json
 
@@ -110,7 +110,7 @@ def extraction_blocker(event: dict[str, Any]) -> str | None:
     if not event_text(event, "event_id"):
         return "no event_id"
     for key in ("query", "response"):
-        if event.get(f"{key}_redacted") is True or _HASH_TEXT.match(event_text(event, key)):
+        if event_flag(event, f"{key}_redacted") or _HASH_TEXT.match(event_text(event, key)):
             return f"{key} is redacted"
     if not event_text(event, "query") and not event_text(event, "response"):
         return "neither query nor response text"
@@ -119,8 +119,18 @@ def extraction_blocker(event: dict[str, Any]) -> str | None:
 
 def _metrics(event: dict[str, Any]) -> str:
     parts = []
-    for key in ("value_score", "success", "partial_success", "status", "exit_code", "iterations",
-                "max_iterations", "user_feedback", "copied_to_clipboard", "modified_response"):
+    for key in (
+        "value_score",
+        "success",
+        "partial_success",
+        "status",
+        "exit_code",
+        "iterations",
+        "max_iterations",
+        "user_feedback",
+        "copied_to_clipboard",
+        "modified_response",
+    ):
         value = event.get(key)
         if value is None or event_text(event, key) == "":
             continue
@@ -137,10 +147,17 @@ def build_messages(event: dict[str, Any]) -> list[dict[str, str]]:
         raise ValueError(f"event {event_text(event, 'event_id') or '?'} cannot be extracted: {blocker}")
     tools = event_list(event, "tools_used")[:20]
     files = event_list(event, "files_modified")[:20]
-    context = "; ".join(
-        p for p in (f"tools used: {', '.join(tools)}" if tools else "",
-                    f"files modified: {', '.join(files)}" if files else "") if p
-    ) or "none recorded"
+    context = (
+        "; ".join(
+            p
+            for p in (
+                f"tools used: {', '.join(tools)}" if tools else "",
+                f"files modified: {', '.join(files)}" if files else "",
+            )
+            if p
+        )
+        or "none recorded"
+    )
     user = USER_TEMPLATE.format(
         source=event_text(event, "source") or "unknown",
         event_type=event_text(event, "event_type") or "unknown",
@@ -182,7 +199,11 @@ def extract_patterns(
     prompt_version: str = PROMPT_VERSION,
 ) -> list[Extraction]:
     """One `Extraction` per event, in input order (see the module docstring for the full contract)."""
-    blocked = [(event_text(e, "event_id") or f"#{i}", b) for i, e in enumerate(events) if (b := extraction_blocker(e))]
+    blocked = [
+        (event_text(e, "event_id") or f"#{i}", b)
+        for i, e in enumerate(events)
+        if (b := extraction_blocker(e))
+    ]
     if blocked:
         shown = ", ".join(f"{eid} ({why})" for eid, why in blocked[:5])
         raise ValueError(f"{len(blocked)} event(s) cannot be extracted: {shown}")
@@ -208,7 +229,9 @@ def extract_patterns(
 
     def remember(ext: Extraction) -> None:
         done[ext.event_id] = ext
-        to_cache.append(CacheEntry(ext.event_id, prompt_version, model_key, ext.pattern, ext.path, ext.error, ""))
+        to_cache.append(
+            CacheEntry(ext.event_id, prompt_version, model_key, ext.pattern, ext.path, ext.error, "")
+        )
 
     if client is None:
         for eid, event in todo.items():
@@ -225,7 +248,9 @@ def extract_patterns(
             try:
                 pattern = parse_pattern_json(outcome.content)
             except PatternParseError as exc:
-                repairs.append((eid, repair_messages(messages, outcome.content, exc), outcome.attempts, exc.reason))
+                repairs.append(
+                    (eid, repair_messages(messages, outcome.content, exc), outcome.attempts, exc.reason)
+                )
                 continue
             remember(Extraction(eid, pattern, "llm", client.config.model, outcome.attempts, None))
         if repairs:
@@ -233,7 +258,8 @@ def extract_patterns(
             for (eid, _, calls, first_reason), outcome in zip(repairs, second):
                 if isinstance(outcome, LLMError):
                     done[eid] = _fallback(
-                        todo[eid], calls + outcome.attempts,
+                        todo[eid],
+                        calls + outcome.attempts,
                         f"invalid output ({first_reason}); repair request failed: {outcome}",
                     )
                     continue
@@ -255,7 +281,9 @@ def extract_patterns(
         paths = Counter(r.path for r in results)
         log.info(
             "extracted %d pattern(s) (%d cached, %d LLM calls): %s",
-            len(results), sum(r.cached for r in results), sum(r.llm_calls for r in done.values()),
+            len(results),
+            sum(r.cached for r in results),
+            sum(r.llm_calls for r in done.values()),
             ", ".join(f"{p}={n}" for p, n in sorted(paths.items())),
         )
     return results

@@ -36,7 +36,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote, urlsplit
 
 import httpx
@@ -160,7 +160,9 @@ class LLMClient:
         parts = urlsplit(config.base_url)
         host = parts.hostname or ""
         auth = None
-        if parts.username is not None:  # credentials in the URL: send them, but keep them out of URLs (and logs)
+        if (
+            parts.username is not None
+        ):  # credentials in the URL: send them, but keep them out of URLs (and logs)
             if "Authorization" not in headers:
                 auth = httpx.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
             netloc = parts.netloc.rsplit("@", 1)[1]
@@ -182,7 +184,7 @@ class LLMClient:
     def __repr__(self) -> str:
         return f"LLMClient(endpoint={self.config.endpoint_for_logs!r}, model={self.config.model!r})"
 
-    def __enter__(self) -> "LLMClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -269,7 +271,11 @@ class LLMClient:
                 delay = cfg.backoff(retries)
             log.warning(
                 "LLM request to %s failed (%s); retry %d/%d in %.2fs",
-                cfg.endpoint_for_logs, error.message[:160], retries, cfg.max_retries, delay,
+                cfg.endpoint_for_logs,
+                error.message[:160],
+                retries,
+                cfg.max_retries,
+                delay,
             )
             if delay > 0:
                 time.sleep(delay)

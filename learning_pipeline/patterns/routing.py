@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from learning_pipeline.patterns.deterministic import event_flag, event_text
 from learning_pipeline.patterns.schema import Pattern
 
 SKILLS_PATTERNS = "skills-patterns"
@@ -48,14 +49,15 @@ _ADVICE_WORDS = re.compile(
     r"|when\s+to\s+use)\b",
     re.IGNORECASE,
 )
-_ADVICE_TAGS = frozenset({"best-practice", "best-practices", "guideline", "guidelines", "convention", "conventions"})
+_ADVICE_TAGS = frozenset(
+    {"best-practice", "best-practices", "guideline", "guidelines", "convention", "conventions"}
+)
 
 
 def _query(event: dict[str, Any]) -> str:
-    if event.get("query_redacted") is True:
+    if event_flag(event, "query_redacted"):
         return ""
-    value = event.get("query")
-    return value if isinstance(value, str) else ""
+    return event_text(event, "query")
 
 
 def _error_in_query(event: dict[str, Any]) -> bool:
@@ -63,8 +65,7 @@ def _error_in_query(event: dict[str, Any]) -> bool:
 
 
 def _error_event_type(event: dict[str, Any]) -> bool:
-    event_type = event.get("event_type")
-    return isinstance(event_type, str) and bool(_ERROR_EVENT_TYPE.search(event_type))
+    return bool(_ERROR_EVENT_TYPE.search(event_text(event, "event_type")))
 
 
 def route(pattern: Pattern, event: dict[str, Any]) -> str:

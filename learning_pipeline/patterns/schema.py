@@ -33,17 +33,36 @@ NAME_MIN, NAME_MAX = 3, 80
 PATTERN_KEYS = ("name", "description", "prerequisites", "steps", "tags", "example")
 
 _KEY_ALIASES = {
-    "skill_name": "name", "skill": "name", "title": "name", "pattern_name": "name",
-    "skill_description": "description", "summary": "description", "problem": "description",
-    "prerequisite": "prerequisites", "prereqs": "prerequisites", "requirements": "prerequisites",
-    "step": "steps", "instructions": "steps", "how_to_apply": "steps",
-    "tag": "tags", "keywords": "tags", "categories": "tags",
-    "example_usage": "example", "usage_example": "example", "examples": "example", "usage": "example",
+    "skill_name": "name",
+    "skill": "name",
+    "title": "name",
+    "pattern_name": "name",
+    "skill_description": "description",
+    "summary": "description",
+    "problem": "description",
+    "prerequisite": "prerequisites",
+    "prereqs": "prerequisites",
+    "requirements": "prerequisites",
+    "step": "steps",
+    "instructions": "steps",
+    "how_to_apply": "steps",
+    "tag": "tags",
+    "keywords": "tags",
+    "categories": "tags",
+    "example_usage": "example",
+    "usage_example": "example",
+    "examples": "example",
+    "usage": "example",
 }
 _WRAPPER_KEYS = ("pattern", "skill", "skill_pattern", "result", "data")
 _LIST_MARKER = re.compile(r"^\s*(?:(?:step\s*)?\d{1,3}\s*[.):]|[-*\u2022+])\s+", re.IGNORECASE)
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _TRAILING_COMMA = re.compile(r",(\s*[}\]])")
+_NOT_SLUG = re.compile(r"[^a-z0-9-]+")
+_MULTI_UNDERSCORE = re.compile(r"_{2,}")
+_WS = re.compile(r"\s+")
+_KEY_SEP = re.compile(r"[\s-]+")
+_TAG_SEP = re.compile(r"[,;]")
 
 
 class PatternParseError(ValueError):
@@ -77,13 +96,14 @@ def _text_list(value: Any) -> list[str]:
     if isinstance(value, str | dict | int | float):
         value = [value]
     if not isinstance(value, list | tuple):
-        raise ValueError("must be a list of strings")
+        raise ValueError("must be a list of strings")  # noqa: TRY004 (pydantic reports ValueError)
     return [t for t in (_text(v) for v in value) if t]
 
 
 def slugify(text: str, max_len: int = NAME_MAX) -> str:
-    slug = re.sub(r"[^a-z0-9-]+", "_", text.lower()).strip("_-")
-    slug = re.sub(r"_{2,}", "_", slug)
+    slug = _NOT_SLUG.sub("_", text.lower()).strip("_-")
+    if "__" in slug:
+        slug = _MULTI_UNDERSCORE.sub("_", slug)
     if len(slug) > max_len:
         cut = slug[:max_len]
         slug = cut.rsplit("_", 1)[0] if "_" in cut[max_len // 2 :] else cut
@@ -95,10 +115,12 @@ def normalise_tags(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
-        value = [p for p in re.split(r"[,;]" if re.search(r"[,;]", value) else r"\s+", value)]
+        value = (_TAG_SEP if _TAG_SEP.search(value) else _WS).split(value)
     tags: list[str] = []
     for item in _text_list(value):
-        tag = re.sub(r"\s+", "-", item.strip().lstrip("#").strip().lower())
+        tag = item.lstrip("#").strip().lower()
+        if " " in tag or "\t" in tag or "\n" in tag:
+            tag = _WS.sub("-", tag)
         tag = tag.strip("-_.,;:\"'")
         if tag and tag not in tags:
             tags.append(tag[:40])
@@ -120,10 +142,10 @@ class Pattern(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _map_keys(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
+        if not isinstance(data, dict) or all(k in PATTERN_KEYS for k in data):
             return data
         mapped: dict[str, Any] = {}
-        normalised = [(re.sub(r"[\s-]+", "_", str(k).strip().lower()), v) for k, v in data.items()]
+        normalised = [(_KEY_SEP.sub("_", str(k).strip().lower()), v) for k, v in data.items()]
         for k, value in normalised:  # the canonical keys win over their variants
             if k in PATTERN_KEYS:
                 mapped.setdefault(k, value)
@@ -142,7 +164,7 @@ class Pattern(BaseModel):
     @field_validator("description", mode="before")
     @classmethod
     def _description(cls, value: Any) -> str:
-        text = re.sub(r"\s+", " ", _text(value)).strip()
+        text = " ".join(_text(value).split())
         if not text:
             raise ValueError("must not be empty")
         return text
@@ -236,7 +258,9 @@ def _find_object(text: str) -> tuple[dict[str, Any] | None, str]:
         tries += 1
         end = _balanced_end(stripped, start)
         if end is None:
-            first_error = first_error or "unbalanced braces: the JSON object is not closed (truncated output?)"
+            first_error = (
+                first_error or "unbalanced braces: the JSON object is not closed (truncated output?)"
+            )
             break
         obj = _loads_object(stripped[start:end])
         if obj is not None:
@@ -264,7 +288,7 @@ def _schema_reason(exc: ValidationError) -> str:
 def pattern_from_obj(obj: Any) -> Pattern:
     """Validate a decoded object (unwrapping `{"pattern": {...}}`), raising `PatternParseError`."""
     if isinstance(obj, dict) and "name" not in obj and len(obj) == 1:
-        (key, inner), = obj.items()
+        ((key, inner),) = obj.items()
         if str(key).lower() in _WRAPPER_KEYS and isinstance(inner, dict):
             obj = inner
     try:

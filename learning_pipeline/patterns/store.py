@@ -5,9 +5,11 @@ Plain Python, no Dagster imports. The Dagster layer builds `PatternRecord`s from
 
 ## Model: supporters and clusters
 Every record is a *supporter*: one event's pattern in one collection. Supporters are kept, with their
-vector, in the internal collection `pattern-supporters` (id = stable_point_id("supporter",
-collection, event_id)). The points users search are *clusters* of near-duplicate supporters
-(cosine >= `merge_similarity`, 0.95 by default), one point per cluster in the pattern collection.
+vector (also as exact float32 bytes in the payload), in an internal collection per pattern collection,
+`<collection>-supporters` (id = stable_point_id("supporter", collection, event_id)). The points users
+search are *clusters* of near-duplicate supporters (cosine >= `merge_similarity`, 0.95 by default),
+one point per cluster in the pattern collection. Each point also lists its supporters' own fields
+under `supporters`, so an export can be read without the internal collections.
 
 The clusters are a pure function of the set of supporters, so the result never depends on the order
 or batching in which records arrive, and reruns are no-ops:
@@ -35,9 +37,12 @@ depends on that component, so this equals recomputing everything.
   an event are the whole truth for that event: its supporters in other collections (re-routed) leave.
 - `retracted_event_ids` (events now below the threshold) leave every collection; a cluster whose
   last supporter leaves is deleted, others are recomputed from the remaining supporters.
-- Writes go: mark removals (`state=retracted`), upsert changed supporters (`state=pending`), rewrite
-  cluster points (upsert, then delete obsolete ones), then activate / delete the supporters. A crash
-  anywhere leaves non-active supporters, which the next sync picks up and finishes.
+- A sync first writes its plan (the supporters to re-cluster and those leaving) as one point of
+  `pattern-sync-journal`, then upserts supporters, rewrites cluster points (upsert, then delete the
+  obsolete ones), deletes leaving supporters, and deletes its journal point. A sync interrupted
+  anywhere leaves its journal point, and the next sync (even with no records) finishes that plan.
+- One writer at a time: two syncs running concurrently against the same Qdrant can interleave
+  their cluster rewrites. Serialise them (e.g. a Dagster concurrency pool of 1).
 
 `usage_count` and `success_rate` start at 0 and 1.0 (the seed's values); when a cluster is rewritten
 under the same id, the values found on the point are kept (the serving stack may update them).
@@ -49,7 +54,7 @@ import base64
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,13 +74,18 @@ from learning_pipeline.vector_store import (
 )
 
 PATTERN_COLLECTIONS: tuple[str, ...] = ("skills-patterns", "error-solutions", "best-practices")
-SUPPORTERS_COLLECTION = "pattern-supporters"
+JOURNAL_COLLECTION = "pattern-sync-journal"
+
+
+def supporters_collection(collection: str) -> str:
+    """The internal collection holding one pattern collection's supporters."""
+    return f"{collection}-supporters"
+
 
 _PAGE = 256
 # Neighbour search runs slightly below the threshold so float32 rounding in Qdrant can never hide an
 # edge that the exact (numpy) clustering sees; extra candidates are harmless.
 _SEARCH_SLACK = 1e-4
-_ACTIVE, _PENDING, _RETRACTED = "active", "pending", "retracted"
 
 # Supporter fields copied into each cluster point's `supporters` list.
 _SUPPORTER_VIEW = (
@@ -123,6 +133,7 @@ class SyncReport:
     removed: int = 0  # supporters that left (retracted or re-routed to another collection)
     points_written: int = 0  # cluster points upserted (new or changed)
     points_deleted: int = 0  # cluster points deleted (emptied or re-anchored)
+    recovered: int = 0  # interrupted syncs finished by this one
     counts: dict[str, int] = field(default_factory=dict)  # points per pattern collection afterwards
 
 
@@ -182,7 +193,7 @@ def _chunks(items: Sequence[Any], size: int = _PAGE) -> Iterator[Sequence[Any]]:
 
 
 class PatternStore:
-    """The three pattern collections plus the internal supporter collection (see module doc)."""
+    """The three pattern collections, their supporter collections and the sync journal (module doc)."""
 
     def __init__(self, client: QdrantClient, dimension: int, merge_similarity: float = 0.95):
         if not 0.0 < merge_similarity <= 1.0:
@@ -200,16 +211,9 @@ class PatternStore:
                     "tags": models.PayloadSchemaType.KEYWORD,
                 },
             )
-        ensure_collection(client, SUPPORTERS_COLLECTION, dimension)
-        ensure_payload_indexes(
-            client,
-            SUPPORTERS_COLLECTION,
-            {
-                "collection": models.PayloadSchemaType.KEYWORD,
-                "event_id": models.PayloadSchemaType.KEYWORD,
-                "state": models.PayloadSchemaType.KEYWORD,
-            },
-        )
+            ensure_collection(client, supporters_collection(name), dimension)
+        # One point per unfinished sync (a 1-d dummy vector: Qdrant needs one).
+        ensure_collection(client, JOURNAL_COLLECTION, 1)
 
     # ------------------------------------------------------------------ ids
 
@@ -259,113 +263,118 @@ class PatternStore:
     def sync(
         self, records: Iterable[PatternRecord], retracted_event_ids: Iterable[str] = frozenset()
     ) -> SyncReport:
+        """Bring the collections in line with `records` (upserted) and `retracted_event_ids` (removed).
+
+        Not safe to run concurrently with another sync on the same Qdrant (one writer at a time).
+        """
         retracted = {str(e) for e in retracted_event_ids}
-        incoming: dict[str, tuple[dict[str, Any], list[float]]] = {}
+        incoming: dict[str, dict[str, tuple[dict[str, Any], list[float]]]] = {c: {} for c in PATTERN_COLLECTIONS}
         for record in records:
             payload, vector = self._supporter_payload(record)
             sid = self.supporter_id(record.collection, payload["event_id"])
-            if sid in incoming:
-                if incoming[sid][0]["content_hash"] != payload["content_hash"]:
+            seen = incoming[record.collection].get(sid)
+            if seen is not None:
+                if seen[0]["content_hash"] != payload["content_hash"]:
                     raise ValueError(
                         f"two different records for event {payload['event_id']} in {record.collection}"
                     )
                 continue
-            incoming[sid] = (payload, vector)
-        incoming_events = {p["event_id"] for p, _ in incoming.values()}
+            incoming[record.collection][sid] = (payload, vector)
+        incoming_events = {p["event_id"] for batch in incoming.values() for p, _ in batch.values()}
         overlap = incoming_events & retracted
         if overlap:
             raise ValueError(f"events both synced and retracted: {sorted(overlap)[:5]}")
 
-        touched = sorted(incoming_events | retracted)
-        existing = {
-            str(p.id): p
-            for p in self._retrieve([self.supporter_id(c, e) for e in touched for c in PATTERN_COLLECTIONS])
-        }
-        # Unfinished work of an interrupted sync.
-        unfinished = models.Filter(
-            must=[models.FieldCondition(key="state", match=models.MatchAny(any=[_PENDING, _RETRACTED]))]
-        )
-        for p in scroll_all(self.client, SUPPORTERS_COLLECTION, unfinished):
-            existing.setdefault(str(p.id), p)
-
-        to_write: dict[str, tuple[dict[str, Any], list[float]]] = {}
-        removal: dict[str, models.Record] = {}
-        replaced: list[models.Record] = []  # old versions of updated supporters
+        # Work left by an interrupted sync: finished here too.
+        journal = list(scroll_all(self.client, JOURNAL_COLLECTION))
         seeds: dict[str, set[str]] = {c: set() for c in PATTERN_COLLECTIONS}
+        removal: dict[str, dict[str, str]] = {c: {} for c in PATTERN_COLLECTIONS}  # sid -> event_id
+        for entry in journal:
+            for coll in PATTERN_COLLECTIONS:
+                seeds[coll].update(entry.payload.get("seeds", {}).get(coll, []))
+                removal[coll].update(entry.payload.get("removals", {}).get(coll, {}))
+
+        touched = sorted(incoming_events | retracted)
+        to_write: dict[str, dict[str, tuple[dict[str, Any], list[float]]]] = {c: {} for c in PATTERN_COLLECTIONS}
+        leaving: dict[str, list[dict[str, Any]]] = {c: [] for c in PATTERN_COLLECTIONS}  # old supporter payloads
         added = updated = unchanged = 0
-        for sid, (payload, vector) in incoming.items():
-            old = existing.get(sid)
-            if old is None:
-                added += 1
-                to_write[sid] = (payload, vector)
-                continue
-            payload["first_synced_at"] = old.payload.get("first_synced_at", payload["first_synced_at"])
-            if old.payload.get("content_hash") != payload["content_hash"]:
-                updated += 1
-                replaced.append(old)
-                to_write[sid] = (payload, vector)
-            else:
-                unchanged += 1
-                if old.payload.get("state") != _ACTIVE:  # left unfinished (or half retracted): redo
-                    to_write[sid] = (payload, vector)
-        activate: set[str] = set(to_write)
-        for sid, old in existing.items():
-            if sid in incoming:
-                continue
-            if old.payload.get("event_id") in retracted or old.payload.get("event_id") in incoming_events:
-                removal[sid] = old
-            elif old.payload.get("state") == _RETRACTED:
-                removal[sid] = old
-            elif old.payload.get("state") == _PENDING:
-                seeds[old.payload["collection"]].add(sid)
-                activate.add(sid)
-        if not to_write and not removal and not activate:
+        for coll in PATTERN_COLLECTIONS:
+            existing = {
+                str(p.id): p.payload
+                for p in self._retrieve(coll, [self.supporter_id(coll, e) for e in touched])
+            }
+            for sid, (payload, vector) in incoming[coll].items():
+                removal[coll].pop(sid, None)  # re-added after an interrupted retraction
+                old = existing.get(sid)
+                if old is None:
+                    added += 1
+                    to_write[coll][sid] = (payload, vector)
+                    continue
+                payload["first_synced_at"] = old.get("first_synced_at", payload["first_synced_at"])
+                if old.get("content_hash") == payload["content_hash"]:
+                    unchanged += 1
+                else:
+                    updated += 1
+                    leaving[coll].append(old)
+                    to_write[coll][sid] = (payload, vector)
+            for sid, old in existing.items():
+                # Retracted, or re-routed: the event's records now name other collections only.
+                if sid not in incoming[coll]:
+                    removal[coll][sid] = old["event_id"]
+                    leaving[coll].append(old)
+        if not journal and not any(to_write.values()) and not any(removal.values()):
             return SyncReport(unchanged=unchanged, counts=self.counts())
 
-        # Neighbours of vectors that leave (removed supporters, old versions of updated ones) may
-        # re-cluster; find them before anything changes.
-        for old in [*removal.values(), *replaced]:
-            coll = old.payload["collection"]
-            for found in self._neighbours(coll, [_payload_vector(old.payload)]):
-                seeds[coll].update(str(p.id) for p in found)
-        removal_ids = set(removal)
-        stale = [sid for sid, p in removal.items() if p.payload.get("state") != _RETRACTED]
-        for chunk in _chunks(stale):
-            self.client.set_payload(
-                collection_name=SUPPORTERS_COLLECTION, payload={"state": _RETRACTED}, points=list(chunk), wait=True
-            )
-        points = []
-        for sid, (payload, vector) in to_write.items():
-            points.append(models.PointStruct(id=sid, vector=vector, payload={**payload, "state": _PENDING}))
-            seeds[payload["collection"]].add(sid)
-        for chunk in _chunks(points):
-            self.client.upsert(collection_name=SUPPORTERS_COLLECTION, points=list(chunk), wait=True)
-
-        written = deleted = 0
+        # Supporters near a vector that leaves (removed, or the old version of an updated one) may
+        # re-cluster: find them before anything changes, and note the whole plan in the journal.
         for coll in PATTERN_COLLECTIONS:
-            removed_events = {p.payload["event_id"] for p in removal.values() if p.payload["collection"] == coll}
-            if seeds[coll] or removed_events:
-                w, d = self._recompute(coll, seeds[coll] - removal_ids, removal_ids, removed_events)
+            for found in self._neighbours(coll, [_payload_vector(old) for old in leaving[coll]]):
+                seeds[coll].update(str(p.id) for p in found)
+            seeds[coll].update(to_write[coll])
+            seeds[coll] -= set(removal[coll])
+        plan = {
+            "seeds": {c: sorted(seeds[c]) for c in PATTERN_COLLECTIONS},
+            "removals": {c: dict(sorted(removal[c].items())) for c in PATTERN_COLLECTIONS},
+        }
+        entry_id = stable_point_id("sync-journal", hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest())
+        self.client.upsert(
+            collection_name=JOURNAL_COLLECTION,
+            points=[models.PointStruct(id=entry_id, vector=[1.0], payload=plan)],
+            wait=True,
+        )
+
+        written = deleted = removed = 0
+        for coll in PATTERN_COLLECTIONS:
+            points = [
+                models.PointStruct(id=sid, vector=vector, payload=payload)
+                for sid, (payload, vector) in to_write[coll].items()
+            ]
+            for chunk in _chunks(points):
+                self.client.upsert(collection_name=supporters_collection(coll), points=list(chunk), wait=True)
+            if seeds[coll] or removal[coll]:
+                w, d = self._recompute(coll, seeds[coll], removal[coll])
                 written += w
                 deleted += d
-
-        for chunk in _chunks(sorted(activate)):
-            self.client.set_payload(
-                collection_name=SUPPORTERS_COLLECTION, payload={"state": _ACTIVE}, points=list(chunk), wait=True
-            )
-        for chunk in _chunks(sorted(removal_ids)):
-            self.client.delete(
-                collection_name=SUPPORTERS_COLLECTION,
-                points_selector=models.PointIdsList(points=list(chunk)),
-                wait=True,
-            )
+            for chunk in _chunks(sorted(removal[coll])):
+                self.client.delete(
+                    collection_name=supporters_collection(coll),
+                    points_selector=models.PointIdsList(points=list(chunk)),
+                    wait=True,
+                )
+            removed += len(removal[coll])
+        self.client.delete(
+            collection_name=JOURNAL_COLLECTION,
+            points_selector=models.PointIdsList(points=[entry_id, *(str(e.id) for e in journal)]),
+            wait=True,
+        )
         return SyncReport(
             added=added,
             updated=updated,
             unchanged=unchanged,
-            removed=len(removal),
+            removed=removed,
             points_written=written,
             points_deleted=deleted,
+            recovered=len(journal),
             counts=self.counts(),
         )
 
@@ -415,46 +424,39 @@ class PatternStore:
         fields["first_synced_at"] = iso_utc(pd.Timestamp.now(tz="UTC"))  # kept from the first sync
         return fields, [float(x) for x in unit]
 
-    def _retrieve(self, ids: Sequence[str]) -> list[models.Record]:
+    def _retrieve(self, collection: str, ids: Sequence[str]) -> list[models.Record]:
         found: list[models.Record] = []
         for chunk in _chunks(list(ids)):
             found.extend(
                 self.client.retrieve(
-                    collection_name=SUPPORTERS_COLLECTION, ids=list(chunk), with_payload=True, with_vectors=False
+                    collection_name=supporters_collection(collection), ids=list(chunk), with_payload=True
                 )
             )
         return found
 
     def _neighbours(self, collection: str, vectors: Sequence[np.ndarray]) -> list[list[models.Record]]:
         """For each vector: every supporter of `collection` with cosine >= threshold (minus slack)."""
-        flt = models.Filter(must=[models.FieldCondition(key="collection", match=models.MatchValue(value=collection))])
+        name = supporters_collection(collection)
         threshold = self.merge_similarity - _SEARCH_SLACK
         results: list[list[models.Record]] = []
         for chunk in _chunks(list(vectors)):
             requests = [
                 models.QueryRequest(
-                    query=[float(x) for x in v],
-                    filter=flt,
-                    limit=_PAGE,
-                    score_threshold=threshold,
-                    with_payload=True,
-                    with_vector=False,
+                    query=[float(x) for x in v], limit=_PAGE, score_threshold=threshold, with_payload=True
                 )
                 for v in chunk
             ]
-            for v, response in zip(chunk, self.client.query_batch_points(SUPPORTERS_COLLECTION, requests)):
+            for v, response in zip(chunk, self.client.query_batch_points(name, requests)):
                 found = list(response.points)
                 page = found
                 while len(page) == _PAGE:  # a full page: there may be more
                     page = self.client.query_points(
-                        collection_name=SUPPORTERS_COLLECTION,
+                        collection_name=name,
                         query=[float(x) for x in v],
-                        query_filter=flt,
                         limit=_PAGE,
                         offset=len(found),
                         score_threshold=threshold,
                         with_payload=True,
-                        with_vectors=False,
                     ).points
                     found.extend(page)
                 results.append(found)
@@ -465,15 +467,14 @@ class PatternStore:
         region: dict[str, tuple[np.ndarray, dict[str, Any]]],
         seeds: Iterable[str],
         collection: str,
-        excluded: set[str],
+        excluded: Mapping[str, str],
     ) -> None:
         """Add the connected components (cosine >= threshold) of `seeds` to `region`, in place."""
         wanted = sorted(s for s in seeds if s not in region and s not in excluded)
         frontier: list[str] = []
-        for p in self._retrieve(wanted):
-            if p.payload.get("collection") == collection:
-                region[str(p.id)] = (_payload_vector(p.payload), p.payload)
-                frontier.append(str(p.id))
+        for p in self._retrieve(collection, wanted):
+            region[str(p.id)] = (_payload_vector(p.payload), p.payload)
+            frontier.append(str(p.id))
         while frontier:
             found = self._neighbours(collection, [region[s][0] for s in frontier])
             frontier = []
@@ -494,16 +495,18 @@ class PatternStore:
             found.extend(scroll_all(self.client, collection, flt, with_vectors=True))
         return found
 
-    def _recompute(
-        self, collection: str, seeds: set[str], excluded: set[str], removed_events: set[str]
-    ) -> tuple[int, int]:
-        """Re-cluster the components around `seeds` and rewrite their points. (written, deleted)."""
+    def _recompute(self, collection: str, seeds: set[str], removal: Mapping[str, str]) -> tuple[int, int]:
+        """Re-cluster the components around `seeds` and rewrite their points. (written, deleted).
+
+        `removal` (supporter id -> event id) are leaving: never part of a cluster, and the points that
+        still list them are rewritten.
+        """
         region: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
-        self._expand(region, seeds, collection, excluded)
+        self._expand(region, seeds, collection, removal)
         old_points: dict[str, models.Record] = {}
         queried: set[str] = set()
         while True:  # close the region over the members of every point it touches
-            events = {payload["event_id"] for _, payload in region.values()} | removed_events
+            events = {payload["event_id"] for _, payload in region.values()} | set(removal.values())
             new = events - queried
             if not new:
                 break
@@ -514,7 +517,7 @@ class PatternStore:
                     continue
                 old_points[str(p.id)] = p
                 extra.update(self.supporter_id(collection, e) for e in p.payload.get("source_event_ids", []))
-            self._expand(region, extra, collection, excluded)
+            self._expand(region, extra, collection, removal)
 
         new_points = self._cluster_points(collection, region)
         written = 0
@@ -524,7 +527,7 @@ class PatternStore:
             if old is not None:
                 payload["success_rate"] = old.payload.get("success_rate", payload["success_rate"])
                 payload["usage_count"] = old.payload.get("usage_count", payload["usage_count"])
-                if old.payload == payload and np.allclose(_as_array(old.vector), vector, atol=1e-6):
+                if old.payload == payload and np.allclose(_as_array(old.vector), vector, rtol=0, atol=1e-6):
                     continue
             to_upsert.append(models.PointStruct(id=pid, vector=vector.tolist(), payload=payload))
         for chunk in _chunks(to_upsert):

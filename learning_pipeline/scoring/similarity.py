@@ -40,8 +40,7 @@ def order_keys(frame: pd.DataFrame) -> OrderKeys:
     and `event_id` columns."""
     ts = frame["timestamp"]
     if pd.api.types.is_datetime64_any_dtype(ts):
-        dt = pd.to_datetime(ts, utc=True)
-        us = dt.dt.as_unit("us").to_numpy().astype("datetime64[us]").astype(np.int64)
+        us = pd.to_datetime(ts, utc=True).dt.as_unit("us").astype("int64").to_numpy()
     else:
         us = ts.to_numpy(dtype=np.int64)
     return OrderKeys(us, frame["event_id"].astype(str).to_numpy(dtype=str))

@@ -29,7 +29,7 @@ import pyarrow as pa
 from learning_pipeline.settings import Settings, SourceConfig
 from learning_pipeline.storage import write_parquet_atomic
 from learning_pipeline.telemetry.ledger import FileRecord, Ledger, QuarantinedLine, exclusive_lock
-from learning_pipeline.telemetry.normalize import Malformed, decode_line, normalize_line
+from learning_pipeline.telemetry.normalize import Malformed, normalize_line
 from learning_pipeline.telemetry.schema import EVENT_COLUMNS, EVENT_SCHEMA
 
 FINGERPRINT_BYTES = 4096
@@ -56,7 +56,7 @@ class LandingReport:
     touched: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # (source, event_date)
     notes: list[str] = dataclasses.field(default_factory=list)  # rotations, truncations, skipped files
 
-    def merge(self, other: "LandingReport") -> None:
+    def merge(self, other: LandingReport) -> None:
         for field in ("bytes_read", "bytes_scanned", "lines", "events", "quarantined", "blank_lines",
                       "segments", "files"):
             setattr(self, field, getattr(self, field) + getattr(other, field))

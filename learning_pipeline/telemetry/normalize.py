@@ -7,9 +7,9 @@ not fit them raises `Malformed` with a short reason, which the landing step quar
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
-import functools
 import math
 import operator
 from typing import Any
@@ -24,15 +24,14 @@ _MIN_TS_US = int(dt.datetime(1971, 1, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
 _MAX_TS_US = int(dt.datetime(2200, 1, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)
 
 SUCCESS_WORDS = frozenset(
-    "success succeeded successful completed complete done ok passed resolved fixed".split()
+    ["success", "succeeded", "successful", "completed", "complete", "done", "ok", "passed", "resolved", "fixed"]
 )
 FAILURE_WORDS = frozenset(
-    "failed failure fail error errored abandoned timeout timed_out cancelled canceled aborted "
-    "blocked rejected max_iterations max_iterations_reached iteration_limit crashed".split()
+    ["failed", "failure", "fail", "error", "errored", "abandoned", "timeout", "timed_out", "cancelled", "canceled", "aborted", "blocked", "rejected", "max_iterations", "max_iterations_reached", "iteration_limit", "crashed"]
 )
-PARTIAL_WORDS = frozenset("partial partial_success partially_completed partially_succeeded".split())
-FAILED_EVENT_TYPES = frozenset("task_failed error query_error completion_error exit_code_blocked".split())
-COMPLETED_EVENT_TYPES = frozenset("task_completed query_completion".split())
+PARTIAL_WORDS = frozenset(["partial", "partial_success", "partially_completed", "partially_succeeded"])
+FAILED_EVENT_TYPES = frozenset(["task_failed", "error", "query_error", "completion_error", "exit_code_blocked"])
+COMPLETED_EVENT_TYPES = frozenset(["task_completed", "query_completion"])
 FEEDBACK_WORDS = {
     "up": 1, "thumbs_up": 1, "positive": 1, "good": 1, "+1": 1, "1": 1,
     "neutral": 0, "none": 0, "0": 0,
@@ -81,8 +80,7 @@ class Malformed(ValueError):
 
 def decode_line(raw: bytes) -> str:
     """Bytes of one line (without its newline) to text: a BOM and a CR are tolerated."""
-    if raw.startswith(_UTF8_BOM):
-        raw = raw[len(_UTF8_BOM):]
+    raw = raw.removeprefix(_UTF8_BOM)
     if raw.endswith(b"\r"):
         raw = raw[:-1]
     try:

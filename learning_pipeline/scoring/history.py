@@ -1,0 +1,119 @@
+"""The interaction history every event is compared with: all ingested events and their vectors.
+
+"Earlier" must mean earlier event time, whatever order partitions are processed in, so the history
+of a partition is every raw event of every source up to its date, not only those already scored.
+Each raw partition gets an embedded companion file (`assets/embedded_events/<source>/<date>.parquet`:
+event id, time, query and response vectors), rebuilt only when its raw partition changed; texts go
+through the persistent embedding cache, so none is embedded twice. Scoring a partition loads the
+companions up to its date and searches them exactly, in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from learning_pipeline.settings import Settings
+from learning_pipeline.storage import partition_path, read_metadata, write_parquet_atomic
+from learning_pipeline.telemetry.ledger import Ledger
+from learning_pipeline.telemetry.partitions import RAW_ASSET, read_raw_partition
+
+EMBEDDED_ASSET = "embedded_events"
+_RAW_SEQ_KEY = "learning_pipeline.raw_built_seq"
+_MODEL_KEY = "learning_pipeline.embedding_model"
+# Vectors are stored as float16: half the bytes to load for every partition scored, and the same
+# stored values feed every computation, so results stay deterministic.
+_STORE_TYPE = np.float16
+_EVENT_COLUMNS = ("event_id", "source", "timestamp", "has_query_text", "has_response_text")
+
+
+@dataclasses.dataclass
+class History:
+    events: pd.DataFrame  # event_id, source, timestamp (int µs), has_query_text, has_response_text
+    query_vectors: np.ndarray  # float32 (n, d); zero rows where has_query is False
+    response_vectors: np.ndarray
+
+    def rows_of(self, event_ids: pd.Series) -> np.ndarray:
+        position = pd.Series(np.arange(len(self.events)), index=self.events["event_id"].to_numpy())
+        return position.loc[event_ids.to_numpy()].to_numpy()
+
+
+def _embed_column(embedder, texts: pd.Series, dimension: int) -> tuple[np.ndarray, np.ndarray]:
+    present = texts.notna().to_numpy() & (texts.fillna("").str.strip() != "").to_numpy()
+    vectors = np.zeros((len(texts), dimension), dtype=np.float32)
+    if present.any():
+        vectors[present] = embedder.embed(texts[present].tolist())
+    return vectors, present
+
+
+def _vector_column(vectors: np.ndarray) -> pa.Array:
+    flat = pa.array(vectors.astype(_STORE_TYPE).reshape(-1), type=pa.float16())
+    return pa.FixedSizeListArray.from_arrays(flat, vectors.shape[1])
+
+
+def _column_vectors(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
+    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return flat.reshape(-1, dimension).astype(np.float32)
+
+
+def embed_partition(settings: Settings, embedder, source: str, event_date: str, raw_seq: int | None) -> pa.Table:
+    """The embedded companion of one raw partition, (re)built when its raw content changed."""
+    path = partition_path(settings.assets_dir, EMBEDDED_ASSET, source, event_date)
+    if path.exists():
+        meta = read_metadata(path)
+        if meta.get(_RAW_SEQ_KEY) == str(raw_seq) and meta.get(_MODEL_KEY) == embedder.model_id:
+            return pq.read_table(path)
+    raw_table = read_raw_partition(settings, source, event_date)
+    raw = raw_table.select(["event_id", "query", "response"]).to_pandas()
+    query_vecs, has_query = _embed_column(embedder, raw["query"], embedder.dimension)
+    response_vecs, has_response = _embed_column(embedder, raw["response"], embedder.dimension)
+    table = pa.table(
+        {
+            "event_id": pa.array(raw["event_id"], pa.string()),
+            "source": pa.array([source] * len(raw), pa.string()),
+            "timestamp": raw_table["timestamp"].cast(pa.int64()),
+            "has_query_text": pa.array(has_query, pa.bool_()),
+            "has_response_text": pa.array(has_response, pa.bool_()),
+            "query_vector": _vector_column(query_vecs),
+            "response_vector": _vector_column(response_vecs),
+        }
+    )
+    write_parquet_atomic(table, path, {_RAW_SEQ_KEY: str(raw_seq), _MODEL_KEY: embedder.model_id})
+    return table
+
+
+def _built_raw_partitions(settings: Settings, up_to: str) -> list[tuple[str, str, int | None]]:
+    """(source, date, built seq) of every raw partition on disk dated up to `up_to`."""
+    root = settings.assets_dir / RAW_ASSET
+    found = []
+    with Ledger(settings.ledger_path) as ledger:
+        for path in sorted(root.glob("*/*.parquet")):
+            source, event_date = path.parent.name, path.stem
+            if event_date <= up_to:
+                found.append((source, event_date, ledger.built_seq(source, event_date)))
+    return found
+
+
+def load_history(settings: Settings, embedder, up_to_date: str | dt.date) -> History:
+    """Every ingested event dated up to `up_to_date` (all sources) with its vectors."""
+    up_to = up_to_date.isoformat() if isinstance(up_to_date, dt.date) else up_to_date
+    tables = [
+        embed_partition(settings, embedder, source, event_date, seq)
+        for source, event_date, seq in _built_raw_partitions(settings, up_to)
+    ]
+    dimension = embedder.dimension
+    if not tables:
+        empty = np.zeros((0, dimension), dtype=np.float32)
+        return History(pd.DataFrame(columns=list(_EVENT_COLUMNS)), empty, empty)
+    table = pa.concat_tables(tables)
+    events = table.select(list(_EVENT_COLUMNS)).to_pandas()
+    return History(
+        events,
+        _column_vectors(table["query_vector"], dimension),
+        _column_vectors(table["response_vector"], dimension),
+    )
