@@ -91,6 +91,8 @@ def show_status(settings: Settings, as_json: bool) -> int:
         return 0
     print(f"raw events          {status['raw_events']:>10,}")
     print(f"quarantined lines   {status['quarantined_lines']:>10,}")
+    print(f"scored events       {status['scored_events']:>10,}")
+    print(f"high-value events   {status['high_value_events']:>10,}")
     print(f"pending partitions  {status['pending_partitions']:>10,}")
     print("per source:")
     for name, counts in status["sources"].items():

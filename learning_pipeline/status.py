@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from learning_pipeline.scoring.partitions import all_scores
 from learning_pipeline.settings import Settings
 from learning_pipeline.telemetry.ledger import Ledger
 
@@ -17,8 +18,11 @@ def collect_status(settings: Settings) -> dict:
         }
         for name in sorted(set(settings.telemetry.source_names) | set(by_source))
     }
+    scores = all_scores(settings, ["high_value"])
     return {
         "raw_events": sum(s["raw_events"] for s in sources.values()),
+        "scored_events": len(scores),
+        "high_value_events": int(scores["high_value"].sum()) if len(scores) else 0,
         "quarantined_lines": sum(s["quarantined_lines"] for s in sources.values()),
         "blank_lines": sum(s.get("blank_lines", 0) for s in by_source.values()),
         "pending_partitions": len(pending),

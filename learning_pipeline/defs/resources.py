@@ -8,6 +8,7 @@ from qdrant_client import QdrantClient
 
 from learning_pipeline.scoring.embeddings import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
 from learning_pipeline.settings import Settings, load_settings
+from learning_pipeline.telemetry.ledger import exclusive_lock
 from learning_pipeline.vector_store import QdrantConfig, open_qdrant
 
 
@@ -55,11 +56,15 @@ class QdrantResource(dg.ConfigurableResource):
             path=None if url else str(settings.qdrant_path),
             api_key=self.api_key or settings.qdrant_api_key,
         )
-        client = open_qdrant(config)
-        try:
-            yield client
-        finally:
-            client.close()
+        # Local mode: one process may hold the folder. Processes (runs, the CLI) wait their turn here
+        # instead of failing with "Storage folder ... is already accessed".
+        lock = contextlib.nullcontext() if url else exclusive_lock(settings.state_dir / "qdrant-local.lock")
+        with lock:
+            client = open_qdrant(config)
+            try:
+                yield client
+            finally:
+                client.close()
 
 
 defs = dg.Definitions(

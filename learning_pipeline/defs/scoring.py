@@ -23,6 +23,8 @@ from learning_pipeline.telemetry.ledger import Ledger
 from learning_pipeline.telemetry.partitions import read_raw_partition
 from learning_pipeline.vector_store import InteractionHistory
 
+# The code versions come from the configuration the definitions were loaded with; each run reads
+# the file again (a run is a fresh process under `dagster dev`, so the two agree).
 SCORING = load_scoring_config(SETTINGS.config_file)
 # A band this far (absolute share) from the seed's target makes the distribution check warn.
 BAND_TOLERANCE = 0.15
@@ -87,7 +89,7 @@ def event_features(
     settings = pipeline.settings()
     source, event_date = split_partition_key(context)
     embedder = embeddings.embedder(settings)
-    features = build_features(settings, embedder, SCORING, source, event_date)
+    features = build_features(settings, embedder, load_scoring_config(settings.config_file), source, event_date)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": len(features),
@@ -128,7 +130,8 @@ def _bands_markdown(bands: dict) -> str:
 def scored_events(context: dg.AssetExecutionContext, pipeline: PipelineResource):
     settings = pipeline.settings()
     source, event_date = split_partition_key(context)
-    scored = build_scores(settings, SCORING, source, event_date)
+    config = load_scoring_config(settings.config_file)
+    scored = build_scores(settings, config, source, event_date)
     bad = out_of_range(scored)
     partition_bands = score_bands(scored["value_score"])
     overall = score_bands(all_scores(settings, ["value_score"])["value_score"])
@@ -141,8 +144,8 @@ def scored_events(context: dg.AssetExecutionContext, pipeline: PipelineResource)
             "dagster/row_count": len(scored),
             "high_value_events": int(scored["high_value"].sum()),
             "mean_value_score": float(scored["value_score"].mean()) if len(scored) else 0.0,
-            "weights": dg.MetadataValue.json(SCORING.weights.as_dict()),
-            "threshold": SCORING.threshold,
+            "weights": dg.MetadataValue.json(config.weights.as_dict()),
+            "threshold": config.threshold,
             "bands_this_partition": dg.MetadataValue.md(_bands_markdown(partition_bands)),
         }
     )

@@ -343,7 +343,6 @@ class PatternStore:
             wait=True,
         )
 
-        written = deleted = removed = 0
         for coll in PATTERN_COLLECTIONS:
             points = [
                 models.PointStruct(id=sid, vector=vector, payload=payload)
@@ -351,6 +350,8 @@ class PatternStore:
             ]
             for chunk in _chunks(points):
                 self.client.upsert(collection_name=supporters_collection(coll), points=list(chunk), wait=True)
+        written = deleted = removed = 0
+        for coll in PATTERN_COLLECTIONS:
             if seeds[coll] or removal[coll]:
                 w, d = self._recompute(coll, seeds[coll], removal[coll])
                 written += w

@@ -2,7 +2,7 @@
 
 "Earlier" must mean earlier event time, whatever order partitions are processed in, so the history
 of a partition is every raw event of every source up to its date, not only those already scored.
-Each raw partition gets an embedded companion file (`assets/embedded_events/<source>/<date>.parquet`:
+Raw partitions landed but not yet built are built first. Each raw partition gets an embedded companion file (`assets/embedded_events/<source>/<date>.parquet`:
 event id, time, query and response vectors), rebuilt only when its raw partition changed; texts go
 through the persistent embedding cache, so none is embedded twice. Scoring a partition loads the
 companions up to its date and searches them exactly, in memory.
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from learning_pipeline.settings import Settings
 from learning_pipeline.storage import partition_path, read_metadata, write_parquet_atomic
 from learning_pipeline.telemetry.ledger import Ledger
-from learning_pipeline.telemetry.partitions import RAW_ASSET, read_raw_partition
+from learning_pipeline.telemetry.partitions import build_raw_partition, raw_partition_path, read_raw_partition
 
 EMBEDDED_ASSET = "embedded_events"
 _RAW_SEQ_KEY = "learning_pipeline.raw_built_seq"
@@ -87,15 +87,20 @@ def embed_partition(settings: Settings, embedder, source: str, event_date: str, 
     return table
 
 
-def _built_raw_partitions(settings: Settings, up_to: str) -> list[tuple[str, str, int | None]]:
-    """(source, date, built seq) of every raw partition on disk dated up to `up_to`."""
-    root = settings.assets_dir / RAW_ASSET
+def _raw_partitions_up_to(settings: Settings, up_to: str) -> list[tuple[str, str, int]]:
+    """(source, date, built seq) of every landed raw partition dated up to `up_to`.
+
+    One not yet built (its run has not happened) is built here first: the build is idempotent and
+    gives exactly what its own run will, and it makes "earlier" mean every landed event, however
+    runs happen to be ordered.
+    """
     found = []
     with Ledger(settings.ledger_path) as ledger:
-        for path in sorted(root.glob("*/*.parquet")):
-            source, event_date = path.parent.name, path.stem
-            if event_date <= up_to:
-                found.append((source, event_date, ledger.built_seq(source, event_date)))
+        for p in ledger.partitions_up_to(up_to):
+            built = p.built_seq
+            if built is None or built < p.staged_seq or not raw_partition_path(settings, p.source, p.event_date).exists():
+                built = build_raw_partition(settings, ledger, p.source, p.event_date).built_through_seq
+            found.append((p.source, p.event_date, built))
     return found
 
 
@@ -104,7 +109,7 @@ def load_history(settings: Settings, embedder, up_to_date: str | dt.date) -> His
     up_to = up_to_date.isoformat() if isinstance(up_to_date, dt.date) else up_to_date
     tables = [
         embed_partition(settings, embedder, source, event_date, seq)
-        for source, event_date, seq in _built_raw_partitions(settings, up_to)
+        for source, event_date, seq in _raw_partitions_up_to(settings, up_to)
     ]
     dimension = embedder.dimension
     if not tables:

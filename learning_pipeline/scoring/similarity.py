@@ -74,12 +74,12 @@ def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
         v = v.reshape(0, 0)
     if v.ndim != 2:
         raise ValueError(f"{what}: expected a 2-D array of vectors, got shape {v.shape}")
-    v = np.where(np.isfinite(v).all(axis=1, keepdims=True), v, np.float32(0))
-    v64 = v.astype(np.float64)
-    norms = np.sqrt(_tree_sum(v64 * v64))
     out = np.zeros_like(v)
-    nonzero = norms > 0
-    out[nonzero] = (v64[nonzero] / norms[nonzero, None]).astype(np.float32)
+    for start in range(0, len(v), HISTORY_CHUNK):  # bounded float64 temporaries
+        block = v[start:start + HISTORY_CHUNK].astype(np.float64)
+        norms = np.sqrt(_tree_sum(block * block))
+        ok = np.isfinite(norms) & (norms > 0)
+        out[start:start + HISTORY_CHUNK][ok] = (block[ok] / norms[ok, None]).astype(np.float32)
     return out
 
 

@@ -238,6 +238,15 @@ class Ledger:
         ).fetchall()
         return [PendingPartition(*r) for r in rows]
 
+    def partitions_up_to(self, event_date: str) -> list[PendingPartition]:
+        """Every partition with landed rows dated up to `event_date`, built or not."""
+        rows = self._db.execute(
+            "SELECT source, event_date, staged_seq, built_seq FROM partitions WHERE event_date <= ? "
+            "ORDER BY event_date, source",
+            (event_date,),
+        ).fetchall()
+        return [PendingPartition(*r) for r in rows]
+
     def partition_built(self, source: str, event_date: str, built_seq: int, rows: int) -> None:
         with self.transaction() as db:
             db.execute(
