@@ -2,6 +2,8 @@
 
     learning-pipeline run              process everything pending, once, through every asset
     learning-pipeline status [--json]  counts per stage
+    learning-pipeline search "question" [--collection C] [--limit K] [--json]
+                                       the learned patterns that best answer a question
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ def show_status(settings: Settings, as_json: bool) -> int:
     print(f"scored events       {status['scored_events']:>10,}")
     print(f"high-value events   {status['high_value_events']:>10,}")
     print(f"pending partitions  {status['pending_partitions']:>10,}")
+    for collection, points in status["patterns"].items():
+        print(f"patterns {collection:<18} {points:>6,}")
     print("per source:")
     for name, counts in status["sources"].items():
         print(
@@ -103,17 +107,42 @@ def show_status(settings: Settings, as_json: bool) -> int:
     return 0
 
 
+def search(settings: Settings, question: str, collection: str | None, limit: int, as_json: bool) -> int:
+    from learning_pipeline.patterns.search import search_learned_patterns
+
+    hits = search_learned_patterns(question, collection=collection, limit=limit, settings=settings)
+    if as_json:
+        print(json.dumps([hit.as_dict() for hit in hits], indent=2))
+        return 0
+    if not hits:
+        print("no learned patterns yet: run `learning-pipeline run` first")
+    for rank, hit in enumerate(hits, start=1):
+        print(f"{rank}. [{hit.score:.3f}] {hit.name}  ({hit.collection}, value {hit.value_score:.2f}, "
+              f"{hit.support_count} supporting event(s))")
+        print(f"   {hit.description}")
+        for step in hit.steps[:5]:
+            print(f"   - {step}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="learning-pipeline", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="process everything pending, once, through every asset")
     status = commands.add_parser("status", help="counts per stage")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    find = commands.add_parser("search", help="the learned patterns that best answer a question")
+    find.add_argument("question")
+    find.add_argument("--collection", choices=["skills-patterns", "error-solutions", "best-practices"])
+    find.add_argument("--limit", type=int, default=5)
+    find.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
         if args.command == "run":
             return run_pending(settings)
+        if args.command == "search":
+            return search(settings, args.question, args.collection, args.limit, args.json)
         return show_status(settings, args.json)
     except ConfigError as exc:
         print(f"learning-pipeline: {exc}", file=sys.stderr)

@@ -26,5 +26,21 @@ def collect_status(settings: Settings) -> dict:
         "quarantined_lines": sum(s["quarantined_lines"] for s in sources.values()),
         "blank_lines": sum(s.get("blank_lines", 0) for s in by_source.values()),
         "pending_partitions": len(pending),
+        "patterns": pattern_counts(settings),
         "sources": sources,
     }
+
+
+def pattern_counts(settings: Settings) -> dict[str, int]:
+    """Points per pattern collection; zeros before the first sync (nothing opened or created)."""
+    from learning_pipeline.defs.resources import QdrantResource
+    from learning_pipeline.patterns.routing import COLLECTIONS
+
+    counts = dict.fromkeys(COLLECTIONS, 0)
+    if not settings.qdrant_url and not settings.qdrant_path.exists():
+        return counts
+    with QdrantResource().client(settings) as client:
+        for name in COLLECTIONS:
+            if client.collection_exists(name):
+                counts[name] = client.count(collection_name=name, exact=True).count
+    return counts

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -217,6 +217,7 @@ def as_unit_vector(vector: Any, dimension: int, what: str = "vector") -> list[fl
 
 # --------------------------------------------------------------------------- interaction history
 
+
 @dataclass(frozen=True)
 class InteractionUpsertReport:
     upserted: int  # points written (new or rewritten with the same id)
@@ -265,7 +266,7 @@ class InteractionHistory:
     event_type. The query text itself is not stored (the vector is what similarity search needs).
     """
 
-    PAYLOAD_INDEXES = {
+    PAYLOAD_INDEXES: ClassVar[dict[str, models.PayloadSchemaType]] = {
         "timestamp_us": models.PayloadSchemaType.INTEGER,
         "source": models.PayloadSchemaType.KEYWORD,
         "event_id": models.PayloadSchemaType.KEYWORD,
@@ -338,4 +339,3 @@ class InteractionHistory:
 
     def count(self) -> int:
         return self.client.count(collection_name=self.collection, exact=True).count
-

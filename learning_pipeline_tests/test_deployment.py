@@ -7,9 +7,7 @@ config against the real PostgreSQL.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tomllib
 from pathlib import Path
 from typing import Any

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from pathlib import Path
 
 import dagster as dg
 import psycopg2

@@ -1,13 +1,15 @@
-"""Resources shared by every stage: settings, embeddings, Qdrant."""
+"""Resources shared by every stage: settings, embeddings, Qdrant, the LLM."""
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import dagster as dg
 from qdrant_client import QdrantClient
 
+from learning_pipeline.patterns.llm import LLMClient, LLMConfig
 from learning_pipeline.scoring.embeddings import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
-from learning_pipeline.settings import Settings, load_settings
+from learning_pipeline.settings import ENV_LLM_API_KEY, ENV_LLM_BASE_URL, ENV_LLM_MODEL, Settings, load_settings
 from learning_pipeline.telemetry.ledger import exclusive_lock
 from learning_pipeline.vector_store import QdrantConfig, open_qdrant
 
@@ -67,6 +69,39 @@ class QdrantResource(dg.ConfigurableResource):
                 client.close()
 
 
+class LLMResource(dg.ConfigurableResource):
+    """An OpenAI-compatible chat endpoint (llama.cpp server, Ollama, vLLM). Without a base URL
+    (here or in LEARNING_PIPELINE_LLM_BASE_URL) the deterministic extractor runs instead."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: str | None = None
+    timeout_seconds: float = 60.0
+    max_concurrency: int = 4
+    max_retries: int = 3
+
+    def client(self) -> LLMClient | None:
+        base_url = self.base_url or os.environ.get(ENV_LLM_BASE_URL)
+        if not base_url:
+            return None
+        config = {
+            "base_url": base_url, "timeout_seconds": self.timeout_seconds,
+            "max_concurrency": self.max_concurrency, "max_retries": self.max_retries,
+        }
+        model = self.model or os.environ.get(ENV_LLM_MODEL)
+        if model:
+            config["model"] = model
+        api_key = self.api_key or os.environ.get(ENV_LLM_API_KEY)
+        if api_key:
+            config["api_key"] = api_key
+        return LLMClient(LLMConfig(**config))
+
+
 defs = dg.Definitions(
-    resources={"pipeline": PipelineResource(), "embeddings": EmbeddingResource(), "qdrant": QdrantResource()}
+    resources={
+        "pipeline": PipelineResource(),
+        "embeddings": EmbeddingResource(),
+        "qdrant": QdrantResource(),
+        "llm": LLMResource(),
+    }
 )

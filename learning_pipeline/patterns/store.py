@@ -89,8 +89,19 @@ _SEARCH_SLACK = 1e-4
 
 # Supporter fields copied into each cluster point's `supporters` list.
 _SUPPORTER_VIEW = (
-    "event_id", "value_score", "name", "description", "prerequisites", "steps", "tags", "example",
-    "source_query", "source", "node_id", "extraction_path", "event_time",
+    "event_id",
+    "value_score",
+    "name",
+    "description",
+    "prerequisites",
+    "steps",
+    "tags",
+    "example",
+    "source_query",
+    "source",
+    "node_id",
+    "extraction_path",
+    "event_time",
 )
 
 
@@ -145,7 +156,7 @@ def _str_list(value: Any, what: str) -> list[str]:
     if isinstance(value, np.ndarray):
         value = value.tolist()
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"{what} must be a list of strings, got {type(value).__name__}")
+        raise TypeError(f"{what} must be a list of strings, got {type(value).__name__}")
     return [str(v) for v in value]
 
 
@@ -179,10 +190,10 @@ def _as_array(vector: Any) -> np.ndarray:
 def _payload_vector(payload: dict[str, Any]) -> np.ndarray:
     """The supporter's vector exactly as it was given (float32), from its payload.
 
-    Vectors read back from Qdrant are not bit-stable: local mode returns slightly different float32
-    values from `retrieve` and from `query_points`/`scroll`, and a server's JSON adds its own
-    rounding. Clustering and the points' vectors use these stored bytes instead, so the result is
-    bit-identical whichever way a supporter was found.
+    Vectors read back from Qdrant are not bit-stable (Qdrant re-normalises cosine vectors in float32,
+    and in local mode the last bits depend on how the point was written and read; a server's JSON
+    adds its own rounding). Clustering and the points' vectors use these stored bytes instead, so
+    the result is bit-identical however a supporter was found.
     """
     return np.frombuffer(base64.b64decode(payload["vector_f32"]), dtype="<f4").astype(np.float64)
 
@@ -268,7 +279,9 @@ class PatternStore:
         Not safe to run concurrently with another sync on the same Qdrant (one writer at a time).
         """
         retracted = {str(e) for e in retracted_event_ids}
-        incoming: dict[str, dict[str, tuple[dict[str, Any], list[float]]]] = {c: {} for c in PATTERN_COLLECTIONS}
+        incoming: dict[str, dict[str, tuple[dict[str, Any], list[float]]]] = {
+            c: {} for c in PATTERN_COLLECTIONS
+        }
         for record in records:
             payload, vector = self._supporter_payload(record)
             sid = self.supporter_id(record.collection, payload["event_id"])
@@ -295,8 +308,11 @@ class PatternStore:
                 removal[coll].update(entry.payload.get("removals", {}).get(coll, {}))
 
         touched = sorted(incoming_events | retracted)
-        to_write: dict[str, dict[str, tuple[dict[str, Any], list[float]]]] = {c: {} for c in PATTERN_COLLECTIONS}
-        leaving: dict[str, list[dict[str, Any]]] = {c: [] for c in PATTERN_COLLECTIONS}  # old supporter payloads
+        to_write: dict[str, dict[str, tuple[dict[str, Any], list[float]]]] = {
+            c: {} for c in PATTERN_COLLECTIONS
+        }
+        # Payloads of supporter versions that leave (removed, or replaced by a changed record).
+        leaving: dict[str, list[dict[str, Any]]] = {c: [] for c in PATTERN_COLLECTIONS}
         added = updated = unchanged = 0
         for coll in PATTERN_COLLECTIONS:
             existing = {
@@ -336,7 +352,9 @@ class PatternStore:
             "seeds": {c: sorted(seeds[c]) for c in PATTERN_COLLECTIONS},
             "removals": {c: dict(sorted(removal[c].items())) for c in PATTERN_COLLECTIONS},
         }
-        entry_id = stable_point_id("sync-journal", hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest())
+        entry_id = stable_point_id(
+            "sync-journal", hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+        )
         self.client.upsert(
             collection_name=JOURNAL_COLLECTION,
             points=[models.PointStruct(id=entry_id, vector=[1.0], payload=plan)],
@@ -353,7 +371,7 @@ class PatternStore:
         written = deleted = removed = 0
         for coll in PATTERN_COLLECTIONS:
             if seeds[coll] or removal[coll]:
-                w, d = self._recompute(coll, seeds[coll], removal[coll])
+                w, d, _ = self._recompute(coll, seeds[coll], removal[coll])
                 written += w
                 deleted += d
             for chunk in _chunks(sorted(removal[coll])):
@@ -379,11 +397,34 @@ class PatternStore:
             counts=self.counts(),
         )
 
+    def rebuild(self) -> SyncReport:
+        """Re-cluster every collection from its supporters and drop points no supporter backs.
+
+        For a changed `merge_similarity`, or to repair points edited by hand. Reads everything.
+        """
+        first = self.sync([])  # finish an interrupted sync, if any
+        written = deleted = 0
+        for coll in PATTERN_COLLECTIONS:
+            seeds = {str(p.id) for p in scroll_all(self.client, supporters_collection(coll))}
+            w, d, kept = self._recompute(coll, seeds, {})
+            orphans = sorted(str(p.id) for p in scroll_all(self.client, coll) if str(p.id) not in kept)
+            for chunk in _chunks(orphans):
+                self.client.delete(
+                    collection_name=coll, points_selector=models.PointIdsList(points=list(chunk)), wait=True
+                )
+            written += w
+            deleted += d + len(orphans)
+        return SyncReport(
+            points_written=written, points_deleted=deleted, recovered=first.recovered, counts=self.counts()
+        )
+
     # ------------------------------------------------------------------ internals
 
     def _check_collection(self, collection: str) -> str:
         if collection not in PATTERN_COLLECTIONS:
-            raise ValueError(f"unknown pattern collection {collection!r}; expected one of {PATTERN_COLLECTIONS}")
+            raise ValueError(
+                f"unknown pattern collection {collection!r}; expected one of {PATTERN_COLLECTIONS}"
+            )
         return collection
 
     def _supporter_payload(self, record: PatternRecord) -> tuple[dict[str, Any], list[float]]:
@@ -392,12 +433,12 @@ class PatternStore:
         if not event_id:
             raise ValueError("PatternRecord.event_id must be a non-empty string")
         if isinstance(record.value_score, bool) or not _finite(record.value_score):
-            raise ValueError(f"value_score of event {event_id} must be a finite number, got {record.value_score!r}")
+            raise ValueError(
+                f"value_score of event {event_id} must be a finite number, got {record.value_score!r}"
+            )
         vector = as_unit_vector(record.vector, self.dimension, f"vector of event {event_id}")
         event_time = event_time_us = None
-        if record.event_time is not None and not (
-            isinstance(record.event_time, float) and np.isnan(record.event_time)
-        ):
+        if (_opt_str(record.event_time) or "").strip():  # None, "", NaN and NaT mean "no time"
             ts = utc_timestamp(record.event_time)
             event_time, event_time_us = iso_utc(ts), epoch_us(ts)
         fields = {
@@ -496,8 +537,10 @@ class PatternStore:
             found.extend(scroll_all(self.client, collection, flt, with_vectors=True))
         return found
 
-    def _recompute(self, collection: str, seeds: set[str], removal: Mapping[str, str]) -> tuple[int, int]:
-        """Re-cluster the components around `seeds` and rewrite their points. (written, deleted).
+    def _recompute(
+        self, collection: str, seeds: set[str], removal: Mapping[str, str]
+    ) -> tuple[int, int, set[str]]:
+        """Re-cluster the components around `seeds`, rewrite their points: (written, deleted, point ids).
 
         `removal` (supporter id -> event id) are leaving: never part of a cluster, and the points that
         still list them are rewritten.
@@ -539,7 +582,7 @@ class PatternStore:
             self.client.delete(
                 collection_name=collection, points_selector=models.PointIdsList(points=list(chunk)), wait=True
             )
-        return written, len(obsolete)
+        return written, len(obsolete), set(new_points)
 
     def _cluster_points(
         self, collection: str, region: dict[str, tuple[np.ndarray, dict[str, Any]]]

@@ -32,7 +32,7 @@ def outcome_quality(success: bool | None, partial_success: bool | None, iteratio
 
     Missing `iterations` counts as 1 (the seed's `event.get("iterations", 1)`).
     """
-    if not _missing(success) and success == True:  # noqa: E712 - the seed's comparison
+    if not _missing(success) and success == True:
         n = 1 if _missing(iterations) else iterations
         if n <= 3:
             return 1.0

@@ -41,7 +41,7 @@ class ScoringWeights(_Strict):
     novelty: float = Field(default=0.10, ge=0, le=1)
 
     @model_validator(mode="after")
-    def _sum_to_one(self) -> "ScoringWeights":
+    def _sum_to_one(self) -> ScoringWeights:
         total = sum(self.as_dict().values())
         if not math.isclose(total, 1.0, rel_tol=0.0, abs_tol=_SUM_TOLERANCE):
             raise PydanticCustomError(

@@ -9,14 +9,16 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import re
 import sqlite3
 import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -166,7 +168,7 @@ class HashingEmbedder:
     def _features(self, text: str) -> Iterator[str]:
         words = _TOKEN.findall(text.lower())
         yield from words
-        yield from (f"{a} {b}" for a, b in zip(words, words[1:]))
+        yield from (f"{a} {b}" for a, b in itertools.pairwise(words))
 
     def embed(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
@@ -322,8 +324,8 @@ class CachedEmbedder:
 
 
 __all__ = [
-    "CachedEmbedder",
     "DEFAULT_MODEL_NAME",
+    "CachedEmbedder",
     "Embedder",
     "EmbeddingCache",
     "HashingEmbedder",

@@ -180,7 +180,7 @@ def score_bands(scores) -> dict:
     values = values[~np.isnan(values)]
     edges = np.array([hi for _, _, hi, _ in SCORE_BANDS[:-1]])
     counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(SCORE_BANDS))
-    total = int(len(values))
+    total = len(values)
     bands = {}
     for (name, _, _, target), count in zip(SCORE_BANDS, counts):
         share = float(count) / total if total else 0.0
