@@ -61,13 +61,25 @@ def _column_vectors(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
     return flat.reshape(-1, dimension).astype(np.float32)
 
 
+# Companions already read by this process: (raw seq, model id) -> table. A companion's content is a
+# function of exactly those two, so a hit never needs the disk (scoring many partitions in one
+# process reads each companion once instead of once per partition).
+_READ: dict[str, tuple[str, str, pa.Table]] = {}
+
+
 def embed_partition(settings: Settings, embedder, source: str, event_date: str, raw_seq: int | None) -> pa.Table:
     """The embedded companion of one raw partition, (re)built when its raw content changed."""
     path = partition_path(settings.assets_dir, EMBEDDED_ASSET, source, event_date)
+    version = (str(raw_seq), embedder.model_id)
+    known = _READ.get(str(path))
+    if known is not None and known[:2] == version:
+        return known[2]
     if path.exists():
         meta = read_metadata(path)
-        if meta.get(_RAW_SEQ_KEY) == str(raw_seq) and meta.get(_MODEL_KEY) == embedder.model_id:
-            return pq.read_table(path)
+        if (meta.get(_RAW_SEQ_KEY), meta.get(_MODEL_KEY)) == version:
+            table = pq.read_table(path)
+            _READ[str(path)] = (*version, table)
+            return table
     raw_table = read_raw_partition(settings, source, event_date)
     raw = raw_table.select(["event_id", "query", "response"]).to_pandas()
     query_vecs, has_query = _embed_column(embedder, raw["query"], embedder.dimension)
@@ -84,6 +96,7 @@ def embed_partition(settings: Settings, embedder, source: str, event_date: str, 
         }
     )
     write_parquet_atomic(table, path, {_RAW_SEQ_KEY: str(raw_seq), _MODEL_KEY: embedder.model_id})
+    _READ[str(path)] = (*version, table)
     return table
 
 
