@@ -30,7 +30,7 @@ QUESTIONS = [
 def generate(path_dir: Path, lines: int, seed: int = 7) -> int:
     """Write `lines` realistic events spread over the four sources and 30 days; returns bytes."""
     rng = random.Random(seed)
-    files = {s: open(path_dir / f"{s}-events.jsonl", "w") for s in SOURCES}
+    files = {s: open(path_dir / f"{s}-events.jsonl", "w") for s in SOURCES}  # noqa: SIM115 - closed below
     total = 0
     for i in range(lines):
         source = SOURCES[i % 4]

@@ -41,7 +41,7 @@ def generate(inbox: Path, n: int, seed: int = 11) -> None:
     answers = [f"1. Open the {b} configuration.\n2. {a.capitalize()} there (variant {k}).\n3. Apply and verify."
                for a, b in TOPICS for k in range(n // 300 + 1)]
     sources = ("ralph", "aidb", "hybrid", "vscode")
-    files = {s: open(inbox / f"{s}-events.jsonl", "w") for s in sources}
+    files = {s: open(inbox / f"{s}-events.jsonl", "w") for s in sources}  # noqa: SIM115 - closed below
     for i in range(n):
         ts = 1767225600 + rng.randrange(30 * 86400)
         obj = {"event_type": "query_completion", "query": rng.choice(variants), "response": rng.choice(answers),
@@ -53,11 +53,14 @@ def generate(inbox: Path, n: int, seed: int = 11) -> None:
 
 
 def bench(n: int, naive_sample: int) -> dict:
-    import numpy as np
     from qdrant_client import QdrantClient, models
 
     from learning_pipeline.scoring.config import ScoringConfig, ScoringWeights
-    from learning_pipeline.scoring.embeddings import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
+    from learning_pipeline.scoring.embeddings import (
+        CachedEmbedder,
+        EmbeddingCache,
+        SentenceTransformerEmbedder,
+    )
     from learning_pipeline.scoring.partitions import build_features, build_scores
     from learning_pipeline.settings import load_settings
     from learning_pipeline.telemetry.landing import land_pending

@@ -16,7 +16,7 @@ from learning_pipeline_tests.conftest import append, event, jsonl
 def cli(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "learning_pipeline.cli", *args], env=env, capture_output=True, text=True,
-        timeout=300,
+        timeout=300, check=False,
     )
 
 

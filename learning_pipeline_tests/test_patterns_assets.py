@@ -20,7 +20,7 @@ from learning_pipeline.defs.telemetry import partition_key, raw_telemetry
 from learning_pipeline.settings import load_settings
 from learning_pipeline.status import pattern_counts
 from learning_pipeline.telemetry.landing import land_pending
-from learning_pipeline_tests.conftest import append, event, jsonl
+from learning_pipeline_tests.conftest import append, jsonl
 from learning_pipeline_tests.fake_llm import FakeLLM, Reply
 from learning_pipeline_tests.test_scoring_assets import PARTITIONS, resources, write_telemetry
 

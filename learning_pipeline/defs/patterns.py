@@ -10,6 +10,7 @@ from learning_pipeline.patterns.routing import COLLECTIONS
 from learning_pipeline.patterns.store import PatternStore
 from learning_pipeline.scoring.config import load_scoring_config
 
+
 @dg.asset(
     partitions_def=TELEMETRY_PARTITIONS,
     group_name="patterns",

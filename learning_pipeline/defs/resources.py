@@ -9,7 +9,13 @@ from qdrant_client import QdrantClient
 
 from learning_pipeline.patterns.llm import LLMClient, LLMConfig
 from learning_pipeline.scoring.embeddings import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
-from learning_pipeline.settings import ENV_LLM_API_KEY, ENV_LLM_BASE_URL, ENV_LLM_MODEL, Settings, load_settings
+from learning_pipeline.settings import (
+    ENV_LLM_API_KEY,
+    ENV_LLM_BASE_URL,
+    ENV_LLM_MODEL,
+    Settings,
+    load_settings,
+)
 from learning_pipeline.telemetry.ledger import exclusive_lock
 from learning_pipeline.vector_store import QdrantConfig, open_qdrant
 

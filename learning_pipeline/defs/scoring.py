@@ -9,7 +9,12 @@ again and never embeds or searches.
 import dagster as dg
 
 from learning_pipeline.defs.resources import EmbeddingResource, PipelineResource, QdrantResource
-from learning_pipeline.defs.telemetry import SETTINGS, TELEMETRY_PARTITIONS, raw_telemetry, split_partition_key
+from learning_pipeline.defs.telemetry import (
+    SETTINGS,
+    TELEMETRY_PARTITIONS,
+    raw_telemetry,
+    split_partition_key,
+)
 from learning_pipeline.scoring.config import features_version, load_scoring_config, scoring_version
 from learning_pipeline.scoring.features import score_bands
 from learning_pipeline.scoring.history import embed_partition
