@@ -182,4 +182,5 @@ rescore_job = dg.define_asset_job(
         "After a weight or threshold edit: re-weigh stored features and update what follows. "
         "Backfill it over all partitions; nothing is embedded or searched."
     ),
+    executor_def=dg.in_process_executor,  # a chain per partition, like telemetry_partition_job
 )
