@@ -151,7 +151,7 @@ def telemetry_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineReso
             {
                 f.path: [f.file_id, f.offset]
                 for source in settings.telemetry.source_names
-                for f in ledger.live_files(source)
+                for f in ledger.files(source)
             },
             sort_keys=True,
         )

@@ -126,7 +126,7 @@ def _resolve(
 ) -> FileRecord:
     """The ledger record that follows this file, creating or re-basing one when needed."""
     compressed = _is_gzip(path)
-    for record in ledger.live_files(source.name):
+    for record in ledger.files(source.name):
         if (record.dev, record.ino) != (st.st_dev, st.st_ino):
             continue
         if record.compressed:
@@ -157,7 +157,7 @@ def _resolve(
     )
     ancestor = max(
         (
-            known for known in ledger.all_files(source.name)
+            known for known in ledger.files(source.name, include_retired=True)
             if known.fingerprint and head.startswith(known.fingerprint)
             and (known.dev, known.ino) != (st.st_dev, st.st_ino)
         ),

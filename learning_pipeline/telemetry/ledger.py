@@ -148,19 +148,12 @@ class Ledger:
         self._db.execute("COMMIT")
 
     # -- files ---------------------------------------------------------------------------------
-    def live_files(self, source: str) -> list[FileRecord]:
+    def files(self, source: str, include_retired: bool = False) -> list[FileRecord]:
+        """The files followed for a source; retired ones (truncated, replaced) only when asked."""
         rows = self._db.execute(
             "SELECT file_id, source, path, dev, ino, compressed, fingerprint, offset, finished, retired "
-            "FROM files WHERE source = ? AND retired = 0",
-            (source,),
-        ).fetchall()
-        return [FileRecord(*r[:5], bool(r[5]), r[6], r[7], bool(r[8]), bool(r[9])) for r in rows]
-
-    def all_files(self, source: str) -> list[FileRecord]:
-        rows = self._db.execute(
-            "SELECT file_id, source, path, dev, ino, compressed, fingerprint, offset, finished, retired "
-            "FROM files WHERE source = ?",
-            (source,),
+            "FROM files WHERE source = ? AND (retired = 0 OR ?)",
+            (source, include_retired),
         ).fetchall()
         return [FileRecord(*r[:5], bool(r[5]), r[6], r[7], bool(r[8]), bool(r[9])) for r in rows]
 
