@@ -3,9 +3,8 @@ approach, and a rescore after a weight change, on the same generated events.
 
     python bench/bench_scoring.py [--sizes 10000 100000] [--naive-sample 200]
 
-The events repeat questions and answers the way real telemetry does (the same question asked again,
-in a handful of wordings; stock answers), so the texts to embed are fewer than the events. Every
-approach sees the same events:
+The events are worded the way real telemetry is: nearly every question and answer is unique, and
+many questions are paraphrases of a dozen problems. Every approach sees the same events:
 - embedding alone: the model over the distinct texts, batched (the floor for any exact scorer);
 - first scoring: `event_features` + `scored_events` for every partition, with an empty cache;
 - naive (the seed's pseudo-code): per event, one embed call for its query and one similarity search
@@ -31,22 +30,29 @@ TOPICS = [
     ("rotate logs", "systemd"), ("mount a volume", "docker compose"), ("add a user", "NixOS"),
     ("debug a segfault", "rust"), ("create an index", "postgres"), ("limit memory", "kubernetes"),
 ]
-WORDINGS = ["How do I {a} in {b}?", "how to {a} with {b}", "{b}: {a}", "What's the way to {a} on {b}?",
+WORDINGS = ["How do I {a} in {b}", "how to {a} with {b}", "{b}: {a}", "What's the way to {a} on {b}",
             "Can you show me how to {a} using {b}", "{a} {b} not working", "best way to {a} in {b}"]
+DETAILS = ["on my laptop", "for the staging box", "after the upgrade", "in CI", "behind a proxy",
+           "with flakes", "on aarch64", "for a new project", "without root", "in a container"]
+WORDS = ["config", "service", "module", "option", "package", "flag", "volume", "cache", "index", "user", "group", "port", "path", "file", "build", "test", "deploy", "restart", "check", "log", "error", "warning", "timeout", "retry"]
 
 
 def generate(inbox: Path, n: int, seed: int = 11) -> None:
+    """Telemetry as a stack writes it: almost every question and answer is worded differently, and
+    many questions are paraphrases of the same few problems (what reusability is about)."""
     rng = random.Random(seed)
-    variants = [f"{w.format(a=a, b=b)} (case {k})" for a, b in TOPICS for w in WORDINGS for k in range(n // 400 + 1)]
-    answers = [f"1. Open the {b} configuration.\n2. {a.capitalize()} there (variant {k}).\n3. Apply and verify."
-               for a, b in TOPICS for k in range(n // 300 + 1)]
     sources = ("ralph", "aidb", "hybrid", "vscode")
     files = {s: open(inbox / f"{s}-events.jsonl", "w") for s in sources}  # noqa: SIM115 - closed below
     for i in range(n):
-        ts = 1767225600 + rng.randrange(30 * 86400)
-        obj = {"event_type": "query_completion", "query": rng.choice(variants), "response": rng.choice(answers),
+        a, b = rng.choice(TOPICS)
+        query = f"{rng.choice(WORDINGS).format(a=a, b=b)} {rng.choice(DETAILS)}? ({rng.choice(WORDS)} {i % 997})"
+        steps = "\n".join(f"{k}. {rng.choice(WORDS).capitalize()} the {rng.choice(WORDS)} {rng.choice(WORDS)}"
+                          for k in range(1, rng.randint(2, 5)))
+        answer = f"To {a} in {b}:\n{steps}\nThen verify the {rng.choice(WORDS)} ({i})."
+        obj = {"event_type": "query_completion", "query": query, "response": answer,
                "success": rng.random() > 0.25, "user_feedback": rng.choice([1, 0, -1, None]),
-               "tools_used": ["shell"] if rng.random() > 0.5 else [], "timestamp": ts, "n": i}
+               "tools_used": ["shell"] if rng.random() > 0.5 else [],
+               "timestamp": 1767225600 + rng.randrange(30 * 86400)}
         files[sources[i % 4]].write(json.dumps(obj) + "\n")
     for fh in files.values():
         fh.close()

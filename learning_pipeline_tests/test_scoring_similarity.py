@@ -95,7 +95,7 @@ def test_zero_rows_mean_no_text_and_never_match():
 
 def _reference(qv, qk, hv, hk, threshold, cap):
     """Brute force over every pair, straight from the definition."""
-    q, h = similarity._unit_rows(qv, "q"), similarity._unit_rows(hv, "h")
+    q, h = similarity.unit_rows(qv, "q"), similarity.unit_rows(hv, "h")
     unique = {}
     for j, eid in enumerate(hk.event_id):
         unique.setdefault(eid, j)

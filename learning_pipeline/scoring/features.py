@@ -87,6 +87,7 @@ def compute_features(
     history_query_vecs: np.ndarray | None = None,
     history_response_vecs: np.ndarray | None = None,
     cfg: ScoringConfig | None = None,
+    normalized: bool = False,
 ) -> pd.DataFrame:
     """The features of `events` (canonical columns, see `telemetry/schema.py`), one row per event in
     the same order (index 0..n-1), with the columns in `FEATURE_COLUMNS`.
@@ -100,6 +101,8 @@ def compute_features(
     - reusability: the number of strictly earlier events whose query is >= `reusability_similarity`
       similar (at most `reusability_limit`), through the seed's mapping. An event without query text
       counts 0 (-> 0.3) and is never counted for others.
+    - `normalized`: every vector already went through `similarity.unit_rows` (the caller stores them
+      so); otherwise they are normalised here, on every call.
     - novelty: 1 - the best similarity (>= `novelty_similarity`) of the response to the responses of
       strictly earlier events; 1.0 when there is none, or when the event has no response text.
     """
@@ -130,9 +133,10 @@ def compute_features(
         h_q = np.concatenate([q, other_q]) if len(q) else other_q
         h_r = np.concatenate([r, other_r]) if len(r) else other_r
 
-    counts = count_earlier_similar(q, keys, h_q, h_keys, cfg.reusability_similarity, cfg.reusability_limit)
+    counts = count_earlier_similar(q, keys, h_q, h_keys, cfg.reusability_similarity, cfg.reusability_limit,
+                                   normalized=normalized)
     counts[~has_query] = 0
-    best = best_earlier_similarity(r, keys, h_r, h_keys, cfg.novelty_similarity)
+    best = best_earlier_similarity(r, keys, h_r, h_keys, cfg.novelty_similarity, normalized=normalized)
     best[~has_response] = np.nan
 
     out = pd.DataFrame(

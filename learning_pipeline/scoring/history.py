@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from learning_pipeline.scoring.similarity import unit_rows
 from learning_pipeline.settings import Settings
 from learning_pipeline.storage import partition_path, read_metadata, write_parquet_atomic
 from learning_pipeline.telemetry.ledger import Ledger
@@ -35,7 +36,7 @@ _EVENT_COLUMNS = ("event_id", "source", "timestamp", "has_query_text", "has_resp
 @dataclasses.dataclass
 class History:
     events: pd.DataFrame  # event_id, source, timestamp (int µs), has_query_text, has_response_text
-    query_vectors: np.ndarray  # float32 (n, d); zero rows where has_query is False
+    query_vectors: np.ndarray  # float32 unit rows (n, d); zero rows where has_query is False
     response_vectors: np.ndarray
 
     def rows_of(self, event_ids: pd.Series) -> np.ndarray:
@@ -57,8 +58,9 @@ def _vector_column(vectors: np.ndarray) -> pa.Array:
 
 
 def _column_vectors(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
+    """Unit float32 rows from a stored vector column (see `similarity.unit_rows`)."""
     flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return flat.reshape(-1, dimension).astype(np.float32)
+    return unit_rows(flat.reshape(-1, dimension))
 
 
 # Companions already read by this process: (raw seq, model id) -> table. A companion's content is a
@@ -117,21 +119,41 @@ def _raw_partitions_up_to(settings: Settings, up_to: str) -> list[tuple[str, str
     return found
 
 
+def _unit_parts(
+    settings: Settings, embedder, source: str, event_date: str, raw_seq: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A companion's events and unit query/response vectors, computed once per companion version."""
+    key = str(partition_path(settings.assets_dir, EMBEDDED_ASSET, source, event_date))
+    version = (str(raw_seq), embedder.model_id)
+    known = _UNIT.get(key)
+    if known is None or known[0] != version:
+        table = embed_partition(settings, embedder, source, event_date, raw_seq)
+        known = (
+            version,
+            table.select(list(_EVENT_COLUMNS)).to_pandas(),
+            _column_vectors(table["query_vector"], embedder.dimension),
+            _column_vectors(table["response_vector"], embedder.dimension),
+        )
+        _UNIT[key] = known
+    return known[1], known[2], known[3]
+
+
+# Companion path -> (version, events, unit query vectors, unit response vectors), per process.
+_UNIT: dict[str, tuple[tuple[str, str], pd.DataFrame, np.ndarray, np.ndarray]] = {}
+
+
 def load_history(settings: Settings, embedder, up_to_date: str | dt.date) -> History:
-    """Every ingested event dated up to `up_to_date` (all sources) with its vectors."""
+    """Every ingested event dated up to `up_to_date` (all sources) with its unit vectors."""
     up_to = up_to_date.isoformat() if isinstance(up_to_date, dt.date) else up_to_date
-    tables = [
-        embed_partition(settings, embedder, source, event_date, seq)
+    parts = [
+        _unit_parts(settings, embedder, source, event_date, seq)
         for source, event_date, seq in _raw_partitions_up_to(settings, up_to)
     ]
-    dimension = embedder.dimension
-    if not tables:
-        empty = np.zeros((0, dimension), dtype=np.float32)
+    if not parts:
+        empty = np.zeros((0, embedder.dimension), dtype=np.float32)
         return History(pd.DataFrame(columns=list(_EVENT_COLUMNS)), empty, empty)
-    table = pa.concat_tables(tables)
-    events = table.select(list(_EVENT_COLUMNS)).to_pandas()
     return History(
-        events,
-        _column_vectors(table["query_vector"], dimension),
-        _column_vectors(table["response_vector"], dimension),
+        pd.concat([events for events, _, _ in parts], ignore_index=True),
+        np.concatenate([q for _, q, _ in parts]),
+        np.concatenate([r for _, _, r in parts]),
     )

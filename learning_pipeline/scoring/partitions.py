@@ -51,6 +51,7 @@ def build_features(settings: Settings, embedder, cfg: ScoringConfig, source: str
         history.query_vectors,
         history.response_vectors,
         cfg,
+        normalized=True,
     )
     _write(features, features_path(settings, source, event_date))
     return features

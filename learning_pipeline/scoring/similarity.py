@@ -67,13 +67,18 @@ def _tree_sum(values: np.ndarray) -> np.ndarray:
     return values[:, 0] if values.shape[1] else np.zeros(values.shape[0])
 
 
-def _unit_rows(vectors: np.ndarray, what: str) -> np.ndarray:
-    """float32 unit rows, computed row by row in a fixed order; zero (or NaN) rows become zero."""
+def _as_matrix(vectors: np.ndarray, what: str) -> np.ndarray:
     v = np.asarray(vectors, dtype=np.float32)
     if v.size == 0 and v.ndim < 2:
         v = v.reshape(0, 0)
     if v.ndim != 2:
         raise ValueError(f"{what}: expected a 2-D array of vectors, got shape {v.shape}")
+    return v
+
+
+def unit_rows(vectors: np.ndarray, what: str = "vectors") -> np.ndarray:
+    """float32 unit rows, computed row by row in a fixed order; zero (or NaN) rows become zero."""
+    v = _as_matrix(vectors, what)
     out = np.zeros_like(v)
     for start in range(0, len(v), HISTORY_CHUNK):  # bounded float64 temporaries
         block = v[start:start + HISTORY_CHUNK].astype(np.float64)
@@ -99,14 +104,16 @@ class _Prepared(NamedTuple):
     eps: float  # bound on the float32 matrix product's error
 
 
-def _prepare(query_vecs, query_order, history_vecs, history_order, copies: int) -> _Prepared:
+def _prepare(query_vecs, query_order, history_vecs, history_order, copies: int, normalized: bool = False) -> _Prepared:
     """Unit rows, ranks, both sides sorted by rank. History keeps one row per event_id and, per
     distinct vector, only its `copies` earliest rows: identical vectors give identical similarities,
     so later copies cannot change a count capped at `copies` or a maximum (copies=1); this keeps many
     identical texts ("OK", "Done.") from costing n^2 exact recomputations."""
 
-    q = _unit_rows(query_vecs, "query_vecs")
-    h = _unit_rows(history_vecs, "history_vecs")
+    # `normalized`: the caller already passed rows through `unit_rows` (e.g. once per stored history
+    # file instead of once per call); the rows are then used as they are.
+    q = _as_matrix(query_vecs, "query_vecs") if normalized else unit_rows(query_vecs, "query_vecs")
+    h = _as_matrix(history_vecs, "history_vecs") if normalized else unit_rows(history_vecs, "history_vecs")
     if q.shape[1] != h.shape[1] and len(q) and len(h):
         raise ValueError(f"query vectors have dimension {q.shape[1]}, history vectors {h.shape[1]}")
     qk = _as_keys(query_order, len(q), "query_order")
@@ -144,7 +151,8 @@ def _prepare(query_vecs, query_order, history_vecs, history_order, copies: int) 
 
     h_sorted, h_rank_sorted = h[h_order], h_rank[h_order]
     if len(self_pairs[0]) == 0 and len(h_sorted):  # (with self pairs, history positions must stay put)
-        codes, _ = pd.factorize(pd.Series([row.tobytes() for row in h_sorted], dtype=object))
+        rows = np.ascontiguousarray(h_sorted).view(np.dtype((np.void, h_sorted.dtype.itemsize * h_sorted.shape[1])))
+        codes = np.unique(rows.ravel(), return_inverse=True)[1].ravel()
         keep = pd.Series(codes).groupby(codes).cumcount().to_numpy() < copies
         if not keep.all():
             h_sorted, h_rank_sorted = h_sorted[keep], h_rank_sorted[keep]
@@ -201,11 +209,13 @@ def count_earlier_similar(
     history_order: OrderKeys | tuple,
     threshold: float,
     cap: int,
+    normalized: bool = False,
 ) -> np.ndarray:
     """For each query row: how many history rows strictly earlier have cosine >= threshold, at most
     `cap` (int64, in query order)."""
     threshold = _check_threshold(threshold)
-    p = _prepare(query_vecs, query_order, history_vecs, history_order, copies=max(int(cap), 1))
+    p = _prepare(query_vecs, query_order, history_vecs, history_order, copies=max(int(cap), 1),
+                 normalized=normalized)
     counts = np.zeros(len(p.q), dtype=np.int64)
     surely, maybe = threshold + p.eps, threshold - p.eps
     for qsl, blocks in _chunks(p):
@@ -234,11 +244,12 @@ def best_earlier_similarity(
     history_vecs: np.ndarray,
     history_order: OrderKeys | tuple,
     threshold: float,
+    normalized: bool = False,
 ) -> np.ndarray:
     """For each query row: the highest cosine with a strictly earlier history row, when that is
     >= threshold; NaN when no earlier row reaches the threshold (float64, in query order)."""
     threshold = _check_threshold(threshold)
-    p = _prepare(query_vecs, query_order, history_vecs, history_order, copies=1)
+    p = _prepare(query_vecs, query_order, history_vecs, history_order, copies=1, normalized=normalized)
     best = np.full(len(p.q), -np.inf)
     floor = threshold - p.eps
     for qsl, blocks in _chunks(p):
