@@ -33,13 +33,13 @@ def collect_status(settings: Settings) -> dict:
 
 def pattern_counts(settings: Settings) -> dict[str, int]:
     """Points per pattern collection; zeros before the first sync (nothing opened or created)."""
-    from learning_pipeline.defs.resources import QdrantResource
     from learning_pipeline.patterns.routing import COLLECTIONS
+    from learning_pipeline.vector_store import qdrant_session
 
     counts = dict.fromkeys(COLLECTIONS, 0)
     if not settings.qdrant_url and not settings.qdrant_path.exists():
         return counts
-    with QdrantResource().client(settings) as client:
+    with qdrant_session(settings) as client:
         for name in COLLECTIONS:
             if client.collection_exists(name):
                 counts[name] = client.count(collection_name=name, exact=True).count

@@ -14,6 +14,7 @@ Plain Python, no Dagster imports. The Dagster layer builds a `QdrantConfig` from
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -27,6 +28,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from qdrant_client import QdrantClient, models
+
+from learning_pipeline.settings import Settings
+from learning_pipeline.telemetry.ledger import exclusive_lock
 
 # Fixed forever: changing it changes every point id in every deployment (and every federated peer).
 ID_NAMESPACE = uuid.UUID("6f1d3c1e-8b0a-5b7e-9c55-2a4f0e7d9b13")
@@ -339,3 +343,21 @@ class InteractionHistory:
 
     def count(self) -> int:
         return self.client.count(collection_name=self.collection, exact=True).count
+
+
+@contextlib.contextmanager
+def qdrant_session(settings: Settings, url: str | None = None, api_key: str | None = None) -> Iterator[QdrantClient]:
+    """A client for the configured Qdrant: a server when a URL is set, else local mode under the
+    data dir. Local mode admits one process per folder, so processes (runs, the CLI) take turns on
+    an exclusive file lock instead of failing with "Storage folder ... is already accessed"."""
+    url = url or settings.qdrant_url
+    config = QdrantConfig(
+        url=url, path=None if url else str(settings.qdrant_path), api_key=api_key or settings.qdrant_api_key
+    )
+    lock = contextlib.nullcontext() if url else exclusive_lock(settings.state_dir / "qdrant-local.lock")
+    with lock:
+        client = open_qdrant(config)
+        try:
+            yield client
+        finally:
+            client.close()

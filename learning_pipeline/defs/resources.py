@@ -2,13 +2,12 @@
 
 import contextlib
 import os
-from collections.abc import Iterator
 
 import dagster as dg
 from qdrant_client import QdrantClient
 
 from learning_pipeline.patterns.llm import LLMClient, LLMConfig
-from learning_pipeline.scoring.embeddings import CachedEmbedder, EmbeddingCache, SentenceTransformerEmbedder
+from learning_pipeline.scoring.embeddings import CachedEmbedder, SentenceTransformerEmbedder, cached_embedder
 from learning_pipeline.settings import (
     ENV_LLM_API_KEY,
     ENV_LLM_BASE_URL,
@@ -16,8 +15,7 @@ from learning_pipeline.settings import (
     Settings,
     load_settings,
 )
-from learning_pipeline.telemetry.ledger import exclusive_lock
-from learning_pipeline.vector_store import QdrantConfig, open_qdrant
+from learning_pipeline.vector_store import qdrant_session
 
 
 class PipelineResource(dg.ConfigurableResource):
@@ -41,11 +39,11 @@ class EmbeddingResource(dg.ConfigurableResource):
     batch_size: int = 64
 
     def model(self, settings: Settings):
+        """The model behind the cache (tests substitute a small deterministic one here)."""
         return SentenceTransformerEmbedder(self.model_path or settings.embedding_model, batch_size=self.batch_size)
 
     def embedder(self, settings: Settings) -> CachedEmbedder:
-        inner = self.model(settings)
-        return CachedEmbedder(inner, EmbeddingCache(settings.embedding_cache_path, inner.model_id))
+        return cached_embedder(settings, self.model(settings))
 
 
 class QdrantResource(dg.ConfigurableResource):
@@ -56,23 +54,8 @@ class QdrantResource(dg.ConfigurableResource):
     url: str | None = None
     api_key: str | None = None
 
-    @contextlib.contextmanager
-    def client(self, settings: Settings) -> Iterator[QdrantClient]:
-        url = self.url or settings.qdrant_url
-        config = QdrantConfig(
-            url=url,
-            path=None if url else str(settings.qdrant_path),
-            api_key=self.api_key or settings.qdrant_api_key,
-        )
-        # Local mode: one process may hold the folder. Processes (runs, the CLI) wait their turn here
-        # instead of failing with "Storage folder ... is already accessed".
-        lock = contextlib.nullcontext() if url else exclusive_lock(settings.state_dir / "qdrant-local.lock")
-        with lock:
-            client = open_qdrant(config)
-            try:
-                yield client
-            finally:
-                client.close()
+    def client(self, settings: Settings) -> contextlib.AbstractContextManager[QdrantClient]:
+        return qdrant_session(settings, url=self.url, api_key=self.api_key)
 
 
 class LLMResource(dg.ConfigurableResource):

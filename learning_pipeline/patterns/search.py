@@ -11,7 +11,9 @@ import dataclasses
 
 from learning_pipeline.patterns.partitions import search_patterns
 from learning_pipeline.patterns.store import PatternStore
+from learning_pipeline.scoring.embeddings import cached_embedder
 from learning_pipeline.settings import Settings, load_settings
+from learning_pipeline.vector_store import qdrant_session
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,13 +37,11 @@ class LearnedPattern:
 def search_learned_patterns(
     question: str, collection: str | None = None, limit: int = 5, settings: Settings | None = None
 ) -> list[LearnedPattern]:
-    from learning_pipeline.defs.resources import EmbeddingResource, QdrantResource
-
     settings = settings or load_settings()
     if not settings.qdrant_url and not settings.qdrant_path.exists():
         return []
-    embedder = EmbeddingResource().embedder(settings)
-    with QdrantResource().client(settings) as client:
+    embedder = cached_embedder(settings)
+    with qdrant_session(settings) as client:
         store = PatternStore(client, embedder.dimension)
         hits = search_patterns(store, embedder, question, collection=collection, limit=limit)
     return [

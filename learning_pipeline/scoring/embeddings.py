@@ -333,3 +333,10 @@ __all__ = [
     "default_model_path",
     "text_key",
 ]
+
+
+def cached_embedder(settings, inner: Embedder | None = None) -> CachedEmbedder:
+    """The product's embedder: `inner` (default: sentence-transformers with the configured model,
+    else the bundled all-MiniLM-L6-v2) behind the persistent cache under the data dir."""
+    inner = inner or SentenceTransformerEmbedder(settings.embedding_model)
+    return CachedEmbedder(inner, EmbeddingCache(settings.embedding_cache_path, inner.model_id))
