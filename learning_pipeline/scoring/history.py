@@ -63,25 +63,14 @@ def _column_vectors(column: pa.ChunkedArray, dimension: int) -> np.ndarray:
     return unit_rows(flat.reshape(-1, dimension))
 
 
-# Companions already read by this process: (raw seq, model id) -> table. A companion's content is a
-# function of exactly those two, so a hit never needs the disk (scoring many partitions in one
-# process reads each companion once instead of once per partition).
-_READ: dict[str, tuple[str, str, pa.Table]] = {}
-
-
 def embed_partition(settings: Settings, embedder, source: str, event_date: str, raw_seq: int | None) -> pa.Table:
     """The embedded companion of one raw partition, (re)built when its raw content changed."""
     path = partition_path(settings.assets_dir, EMBEDDED_ASSET, source, event_date)
     version = (str(raw_seq), embedder.model_id)
-    known = _READ.get(str(path))
-    if known is not None and known[:2] == version:
-        return known[2]
     if path.exists():
         meta = read_metadata(path)
         if (meta.get(_RAW_SEQ_KEY), meta.get(_MODEL_KEY)) == version:
-            table = pq.read_table(path)
-            _READ[str(path)] = (*version, table)
-            return table
+            return pq.read_table(path)
     raw_table = read_raw_partition(settings, source, event_date)
     raw = raw_table.select(["event_id", "query", "response"]).to_pandas()
     query_vecs, has_query = _embed_column(embedder, raw["query"], embedder.dimension)
@@ -98,7 +87,6 @@ def embed_partition(settings: Settings, embedder, source: str, event_date: str, 
         }
     )
     write_parquet_atomic(table, path, {_RAW_SEQ_KEY: str(raw_seq), _MODEL_KEY: embedder.model_id})
-    _READ[str(path)] = (*version, table)
     return table
 
 
@@ -138,7 +126,9 @@ def _unit_parts(
     return known[1], known[2], known[3]
 
 
-# Companion path -> (version, events, unit query vectors, unit response vectors), per process.
+# Companion path -> (version, events, unit query vectors, unit response vectors), per process. A
+# companion's content is a function of its version (raw seq, model id), so scoring many partitions
+# in one process reads and normalises each companion once instead of once per partition.
 _UNIT: dict[str, tuple[tuple[str, str], pd.DataFrame, np.ndarray, np.ndarray]] = {}
 
 
